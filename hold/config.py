@@ -1,0 +1,31 @@
+"""Typed configs: dataclasses + OmegaConf YAML presets + `key=value` command-line overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from omegaconf import OmegaConf
+
+C = TypeVar("C")
+
+
+def resolve_config(default: C, yaml_files: list[str | Path] = (), overrides: list[str] = ()) -> C:
+    """Merge YAML presets then `a.b=value` overrides into a copy of the dataclass `default`.
+
+    Unknown keys and wrong types raise an error naming the key (OmegaConf structured-config checks).
+    """
+    base = OmegaConf.structured(default)
+    layers = [OmegaConf.load(str(p)) for p in yaml_files]
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ValueError(f"config overrides must look like key=value (e.g. noise.hand_rot_deg=3), got {bad}")
+    try:
+        merged = OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(list(overrides)))
+    except Exception as e:  # omegaconf's errors name the key; keep them, drop the traceback
+        raise ValueError(f"invalid config override: {e}") from None
+    return OmegaConf.to_object(merged)
+
+
+def to_yaml(cfg) -> str:
+    """The fully resolved config as YAML (saved next to every output)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
