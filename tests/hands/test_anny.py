@@ -105,10 +105,14 @@ def test_inverse_lbs_returns_canonical_surface_points(anny_right):
     bary = torch.distributions.Dirichlet(torch.ones(3)).sample((3000,))
     x_posed = (out.vertices[:, faces] * bary[None, :, :, None]).sum(2)
     x_true = (out.rest_vertices[:, faces] * bary[None, :, :, None]).sum(2)
-    x_rest, dist = inverse_lbs(x_posed, out.vertices, out.skinning_weights, out.bone_transforms, k=8)
+    x_rest, dist = inverse_lbs(x_posed, out.vertices, out.skinning_weights, out.bone_transforms,
+                               faces=out.faces)
     err = (x_rest - x_true).norm(dim=-1)
     assert err.max() < 1e-3, f"max {err.max() * 1e3:.2f} mm"
-    assert dist.max() < 0.01
+    assert dist.max() < 1e-4  # the points are on the posed surface
+    # HOLD's vertex k-NN weights are much worse between anny's coarse vertices (documented)
+    x_knn, _ = inverse_lbs(x_posed, out.vertices, out.skinning_weights, out.bone_transforms, k=8)
+    assert (x_knn - x_true).norm(dim=-1).max() > err.max()
 
 
 def test_cache_file_exists_and_is_reused(anny_right):
