@@ -42,12 +42,14 @@ from smplx.lbs import batch_rodrigues, blend_shapes, vertices2joints
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 from torch import Tensor
 
+from hold.geometry.lbs import forward_kinematics
 from hold.hands.base import HandModel, HandOutput
 from hold.hands.mano_loader import find_mano_file, load_mano_pickle, mano_file_name
 
 NUM_JOINTS = 16
 # smplx's fingertip vertices, appended to the 16 joints as "joints" 16..20 in this order.
-TIP_VERTEX_IDS: tuple[int, ...] = tuple(SMPLX_VERTEX_IDS["mano"][k] for k in ("thumb", "index", "middle", "ring", "pinky"))
+TIP_VERTEX_IDS: tuple[int, ...] = tuple(
+    SMPLX_VERTEX_IDS["mano"][k] for k in ("thumb", "index", "middle", "ring", "pinky"))
 # For each of the 21 common keypoints (base.KEYPOINT_NAMES), its index in cat(joints[16], tips[5]).
 KEYPOINT_SOURCES: tuple[int, ...] = (
     0,
@@ -76,28 +78,9 @@ class ManoConfig:
                              f"got {self.fix_left_shapedirs!r}")
 
 
-def _forward_kinematics(
-    rot: Float[Tensor, "B J 3 3"], joints_rest: Float[Tensor, "B J 3"], parents: Sequence[int]
-) -> tuple[Float[Tensor, "B J 4 4"], Float[Tensor, "B J 4 4"]]:
-    """Posed joint frames G and skinning transforms A (same definition as smplx and
-    hold.geometry.lbs.forward_kinematics, a drop-in replacement):
-    G_root = [rot_0 | J_0], G_j = G_parent(j) @ [rot_j | J_j - J_parent(j)], A_j = G_j @ [I | -J_j].
-    """
-    B, J = joints_rest.shape[:2]
-    rel = torch.cat([joints_rest[:, :1], joints_rest[:, 1:] - joints_rest[:, list(parents[1:])]], dim=1)
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=rot.dtype, device=rot.device).expand(B, J, 1, 4)
-    local = torch.cat([torch.cat([rot, rel[..., None]], dim=-1), bottom], dim=-2)
-    chain = [local[:, 0]]
-    for j in range(1, J):
-        chain.append(chain[parents[j]] @ local[:, j])
-    G = torch.stack(chain, dim=1)
-    R = G[..., :3, :3]
-    t = G[..., :3, 3] - (R @ joints_rest[..., None])[..., 0]
-    A = torch.cat([torch.cat([R, t[..., None]], dim=-1), bottom], dim=-2)
-    return G, A
-
-
-def _skin(x_rest: Float[Tensor, "B V 3"], weights: Float[Tensor, "V J"], A: Float[Tensor, "B J 4 4"]) -> Float[Tensor, "B V 3"]:
+def _skin(
+    x_rest: Float[Tensor, "B V 3"], weights: Float[Tensor, "V J"], A: Float[Tensor, "B J 4 4"]
+) -> Float[Tensor, "B V 3"]:
     """Linear blend skinning: x = (sum_j w_j A_j) x_rest."""
     T = torch.einsum("vj,bjxy->bvxy", weights, A[:, :, :3, :])
     return (T[..., :3] @ x_rest[..., None])[..., 0] + T[..., 3]
@@ -134,6 +117,7 @@ class ManoHand(HandModel):
         self.parents: list[int] = [int(p) for p in layer.parents]
         # Keypoint at the base of each articulated joint (hand_pose order), for priors / flexion axes.
         self.pose_joint_keypoints: tuple[int, ...] = tuple(KEYPOINT_SOURCES.index(j) for j in range(1, NUM_JOINTS))
+        self.pose_joint_bones: tuple[int, ...] = tuple(range(1, NUM_JOINTS))  # hand_pose joint i drives bone i+1
 
     def forward(
         self,
@@ -157,7 +141,7 @@ class ManoHand(HandModel):
             raise ValueError(f"ManoHand: betas has {betas.shape[0]} rows for a batch of {B}; pass (10,), (1, 10) "
                              f"or (B, 10)")
         betas = betas.expand(B, -1)
-        transl = torch.zeros(B, 3, dtype=dtype, device=device) if transl is None else transl
+        transl = torch.zeros(B, 3, dtype=dtype, device=device) if transl is None else transl.to(dtype)
         v_template, shapedirs, posedirs, J_regressor, weights = (
             b.to(dtype) for b in (self.v_template, self.shapedirs, self.posedirs, self.J_regressor, self.lbs_weights))
 
@@ -169,7 +153,7 @@ class ManoHand(HandModel):
         pose_feature = (rot[:, 1:] - eye).reshape(B, -1)
         v_posed = v_shaped + (pose_feature @ posedirs).reshape(B, -1, 3)  # pose-corrective blend shapes
 
-        G, A = _forward_kinematics(rot, joints_rest, self.parents)
+        G, A = forward_kinematics(rot, joints_rest, self.parents)
         A = A + F.pad(transl[:, None, :, None], (3, 0, 0, 1))  # transl into every A_j's last column
         vertices = _skin(v_posed, weights, A)
         joints = G[..., :3, 3] + transl[:, None]
@@ -206,10 +190,10 @@ def load_mano(mano_dir: str | Path, side: str = "right", **config: Any) -> ManoH
             if right_path.is_file():
                 flip = left_shapedirs_defective(arrays, load_mano_pickle(right_path))
             else:
-                warnings.warn(f"{path}: no MANO_RIGHT.pkl beside it, so hold cannot tell whether this left model has "
-                              f"the official release's unmirrored shapedirs (smplx issue #48); using it as is. Fix: put "
-                              f"MANO_RIGHT.pkl in the same folder, or pass fix_left_shapedirs='always' / 'never'.",
-                              stacklevel=2)
+                warnings.warn(f"{path}: no MANO_RIGHT.pkl beside it, so hold cannot tell whether this left model "
+                              f"has the official release's unmirrored shapedirs (smplx issue #48); using it as is. "
+                              f"Fix: put MANO_RIGHT.pkl in the same folder, or pass fix_left_shapedirs='always' "
+                              f"/ 'never'.", stacklevel=2)
         if flip:
             arrays = flip_shapedirs_x(arrays)
     return ManoHand(arrays, side=side, config=cfg, model_path=path.parent)

@@ -18,8 +18,8 @@ import numpy as np
 import scipy.sparse
 
 MANO_FIX = ("point --mano-dir at the folder holding the MANO_RIGHT.pkl/MANO_LEFT.pkl you downloaded from "
-            "the MANO website (https://mano.is.tue.mpg.de, free for research after registration; hold never "
-            "ships it), or use the embedded hand model: --hand-model anny")
+            "the MANO website (https://mano.is.tue.mpg.de, registration required; hold never ships it), "
+            "or use the embedded hand model: --hand-model anny")
 
 REQUIRED_SHAPES: dict[str, tuple[int, ...]] = {
     "v_template": (778, 3),
@@ -46,9 +46,14 @@ class ManoFileError(ValueError):
     vs found, and the fix."""
 
     def __init__(self, path: Path | str, key: str | None, expected: str, found: str, fix: str = MANO_FIX):
-        self.path, self.key, self.expected, self.found, self.fix = Path(path), key, expected, found, fix
+        self.path = Path(path)
+        """The offending file."""
+        self.key = key
+        """The dict key inside it, None when the file as a whole is the problem."""
+        self.expected, self.found, self.fix = expected, found, fix
+        """What MANO v1.2 has; what is there (a verb phrase: 'is missing', 'has shape ...'); the fix."""
         where = f"{path}: key '{key}'" if key else f"{path}:"
-        super().__init__(f"{where} has {found}, expected {expected}. Fix: {fix}.")
+        super().__init__(f"{where} {found}, expected {expected}. Fix: {fix}.")
 
 
 class _ChumpyStub:
@@ -93,7 +98,7 @@ def _to_numpy(value: Any, key: str, path: Path) -> Any:
         state = value.state if isinstance(value.state, dict) else {}
         if state.get("x") is None:
             raise ManoFileError(path, key, "a chumpy.Ch holding an array (state['x'])",
-                                f"a {value.chumpy_class} object without a stored array")
+                                f"is a {value.chumpy_class} object without a stored array")
         return np.asarray(state["x"])
     if scipy.sparse.issparse(value):
         return value.toarray()
@@ -109,29 +114,29 @@ def _to_numpy(value: Any, key: str, path: Path) -> Any:
 
 def _describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
-        return f"shape {value.shape} (dtype {value.dtype})"
-    return f"a {type(value).__name__}"
+        return f"has shape {value.shape} (dtype {value.dtype})"
+    return f"is a {type(value).__name__}"
 
 
 def _validate(data: dict[str, Any], path: Path) -> None:
     for key, shape in REQUIRED_SHAPES.items():
         if key not in data:
             present = ", ".join(sorted(data)) or "none"
-            raise ManoFileError(path, key, f"an array of shape {shape}", f"no such key (keys present: {present})")
+            raise ManoFileError(path, key, f"an array of shape {shape}", f"is missing (the file has: {present})")
         value = data[key]
         if not isinstance(value, np.ndarray) or value.shape != shape:
             raise ManoFileError(path, key, f"shape {shape}", _describe(value))
         if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
             raise ManoFileError(path, key, f"a numeric array of shape {shape}", _describe(value))
         if key not in _INT_KEYS and not np.isfinite(value).all():
-            raise ManoFileError(path, key, "finite values", "NaN or infinite values")
+            raise ManoFileError(path, key, "finite values", "has NaN or infinite values")
     f = data["f"]
     if f.min() < 0 or f.max() >= REQUIRED_SHAPES["v_template"][0]:
-        raise ManoFileError(path, "f", "vertex indices in [0, 778)", f"indices in [{f.min()}, {f.max()}]")
+        raise ManoFileError(path, "f", "vertex indices in [0, 778)", f"has indices in [{f.min()}, {f.max()}]")
     parents = data["kintree_table"][0]
     if any(not 0 <= parents[j] < j for j in range(1, len(parents))):
         raise ManoFileError(path, "kintree_table", "row 0 = parent of each joint, each parent before its child",
-                            f"parents {parents.tolist()}")
+                            f"has parents {parents.tolist()}")
 
 
 def load_mano_pickle(path: str | Path) -> dict[str, Any]:
@@ -150,9 +155,10 @@ def load_mano_pickle(path: str | Path) -> dict[str, Any]:
     except ManoFileError:
         raise
     except Exception as e:  # any unpickling failure means "not a MANO pickle"
-        raise ManoFileError(path, None, "a MANO model pickle", f"content that does not unpickle ({type(e).__name__}: {e})") from e
+        found = f"does not unpickle ({type(e).__name__}: {e})"
+        raise ManoFileError(path, None, "a MANO model pickle", found) from e
     if not isinstance(raw, dict):
-        raise ManoFileError(path, None, "a pickled dict of MANO arrays", f"a pickled {type(raw).__name__}")
+        raise ManoFileError(path, None, "a pickled dict of MANO arrays", f"holds a pickled {type(raw).__name__}")
     data = {str(k): _to_numpy(v, str(k), path) for k, v in raw.items()}
     _validate(data, path)
     for key, value in data.items():

@@ -7,9 +7,9 @@ that has everything the real one has, made by code:
   matrix; `kintree_table` with 4294967295 as the root's parent; and (by default) the float arrays
   wrapped in `chumpy.ch.Ch` objects, so that a plain `pickle.load` fails exactly as on the real
   file (chumpy does not import on Python 3.11 / numpy 2);
-- a plausible hand: a single triangle mesh of exactly 778 vertices and 1538 faces, closed except
-  for a 16-edge opening at the wrist (1538 = 2 * 778 - 2 - 16, Euler's formula for a sphere with
-  one hole, the same count as MANO's), made of a palm tube, four finger tubes split off the
+- a plausible hand: a single triangle mesh with MANO's counts, 778 vertices and 1538 faces,
+  closed except for a 16-edge opening at the wrist (Euler's formula for a sphere with one hole:
+  1538 = 2 * 778 - 2 - 16), made of a palm tube, four finger tubes split off the
   knuckle ring and a thumb tube leaving the palm's radial side; smplx's joint order (0 wrist,
   1-3 index, 4-6 middle, 7-9 little, 10-12 ring, 13-15 thumb) with each joint the centroid of one
   vertex ring (so `J_regressor` rows are averages: nonnegative, summing to 1); fingertips at
@@ -26,9 +26,11 @@ copied unmirrored from the right hand, reproducing the defect of the official MA
 from __future__ import annotations
 
 import contextlib
+import functools
 import pickle
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +62,24 @@ _THUMB_RING = 12
 _BLEND = 0.007  # half-width (m) of the skinning-weight transition across a joint
 
 
+@dataclass(frozen=True)
 class _Finger:
-    """One of the four long fingers: joint ids, knuckle-ring columns, segment lengths, rings."""
+    """Layout of one of the four long fingers."""
 
-    def __init__(self, name, joints, cols, splay, lengths, radius, rings):
-        self.name = name
-        self.joints = joints  # smplx joint ids, base -> tip
-        self.cols = cols  # front-row columns [lo, hi] of the knuckle ring it takes
-        self.splay = splay  # radians toward +c
-        self.lengths = lengths  # proximal, middle, distal (incl. the round tip), metres
-        self.radius = radius  # at the base, metres
-        self.rings = rings  # number of vertex rings on (proximal, middle, distal) segments
+    name: str
+    """Key into TIP_VERTICES."""
+    joints: tuple[int, int, int]
+    """smplx joint ids, base -> tip."""
+    cols: tuple[int, int]
+    """Front-row columns [lo, hi] of the knuckle ring it takes (shared columns are the webs)."""
+    splay: float
+    """Direction away from +a, toward +c (radians)."""
+    lengths: tuple[float, float, float]
+    """Proximal, middle, distal (incl. the round tip) segment lengths (metres)."""
+    radius: float
+    """Radius at the base (metres)."""
+    rings: tuple[int, int, int]
+    """Number of vertex rings on the proximal, middle and distal segments."""
 
 
 _FINGERS = (
@@ -206,7 +215,7 @@ def _build_mesh() -> dict[str, Any]:
     t = 2.0 * np.pi * (np.arange(_WRIST_RING) + 0.5) / _WRIST_RING
     wrist = np.stack([np.zeros_like(t), _WRIST_HALF[0] * np.cos(t), _WRIST_HALF[1] * np.sin(t)], 1)
     joint_rings[0] = m.add(wrist, ("palm",))
-    hole_interior = {(1, k) for k in _HOLE_COLS[1:-1]}
+    hole_interior = {(lv, k) for lv in range(_HOLE_LEVELS[0] + 1, _HOLE_LEVELS[1]) for k in _HOLE_COLS[1:-1]}
     grid: dict[tuple[int, int], int] = {}
     for level in range(len(_PALM_A)):
         sec = _palm_section(level)
@@ -330,6 +339,17 @@ def _skinning_weights(mesh: dict[str, Any]) -> np.ndarray:
     return W
 
 
+@functools.lru_cache(maxsize=1)
+def _right_hand() -> dict[str, Any]:
+    """The fixed geometry and weights (built once per process; treat as read-only)."""
+    mesh = _build_mesh()
+    if len(mesh["x"]) != NUM_VERTICES or len(mesh["faces"]) != NUM_FACES:
+        raise RuntimeError(f"fake MANO mesh has {len(mesh['x'])} vertices / {len(mesh['faces'])} faces, "
+                           f"expected {NUM_VERTICES} / {NUM_FACES}")
+    mesh["weights"] = _skinning_weights(mesh)
+    return mesh
+
+
 def _vertex_normals(x: np.ndarray, faces: np.ndarray) -> np.ndarray:
     fn = np.cross(x[faces[:, 1]] - x[faces[:, 0]], x[faces[:, 2]] - x[faces[:, 0]])
     n = np.zeros_like(x)
@@ -368,13 +388,9 @@ def fake_mano_arrays(side: str = "right", seed: int = 0, left_shapedirs_bug: boo
     """
     if side not in ("right", "left"):
         raise ValueError(f"fake_mano_arrays: side must be 'right' or 'left', got {side!r}")
-    mesh = _build_mesh()
-    x_local, faces = mesh["x"], mesh["faces"]
-    if len(x_local) != NUM_VERTICES or len(faces) != NUM_FACES:
-        raise RuntimeError(f"fake MANO mesh has {len(x_local)} vertices / {len(faces)} faces, "
-                           f"expected {NUM_VERTICES} / {NUM_FACES}")
+    mesh = _right_hand()
+    x_local, faces, W = mesh["x"], mesh["faces"], mesh["weights"]
     rng = np.random.default_rng(seed)
-    W = _skinning_weights(mesh)
     J_reg = np.zeros((NUM_JOINTS, NUM_VERTICES))
     for j, ring in mesh["joint_rings"].items():
         J_reg[j, ring] = 1.0 / len(ring)
