@@ -8,6 +8,12 @@ continuous pixel coordinates as `hold.geometry.camera` (pixel centres at +0.5; c
 
 Labels are exact per pixel: a depth-only render of each entity alone, the nearer surface wins —
 the same visibility as the RGB render.
+
+pyrender renders into a 4x multisampled framebuffer and resolves depth with NEAREST, i.e. from
+one sample offset from the pixel centre by about (-0.125, +0.375) px on Mesa, while colour is
+averaged. Ground truth must be sampled at pixel centres, so `_single_sample_framebuffers` makes
+pyrender allocate ordinary (0-sample) renderbuffers: RGB, depth and labels are then all point
+samples at the pixel centres (no anti-aliasing), matching `hold.geometry.camera` exactly.
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ class RenderConfig:
     """Near clipping plane (metres)."""
     zfar: float = 10.0
     """Far clipping plane (metres)."""
-    ambient: float = 0.45
+    ambient: float = 0.6
     """Ambient light intensity (0..1, grey)."""
     light_intensity: float = 3.0
     """Directional key light intensity (pyrender units)."""
@@ -50,12 +56,37 @@ class RenderConfig:
     """Seed of the static backdrop image."""
 
 
+def _single_sample_framebuffers() -> None:
+    """Make pyrender's "multisample" renderbuffers single-sample (see the module docstring)."""
+    import pyrender.renderer as pr
+
+    if getattr(pr, "_hold_single_sample", False):
+        return
+    storage = pr.glRenderbufferStorageMultisample
+    pr.glRenderbufferStorageMultisample = lambda target, samples, fmt, w, h: storage(target, 0, fmt, w, h)
+    pr._hold_single_sample = True
+
+
+def _matte(mesh):
+    """Opaque, double-sided (no holes from back-face culling), non-metallic materials.
+
+    Materials are adjusted after `from_trimesh`, which only keeps vertex colours and textures
+    when it builds the material itself."""
+    for prim in mesh.primitives:
+        prim.material.alphaMode = "OPAQUE"
+        prim.material.doubleSided = True
+        prim.material.metallicFactor = 0.0
+        prim.material.roughnessFactor = 0.8
+    return mesh
+
+
 class SynthRenderer:
     """Reusable offscreen renderer: object mesh uploaded once, hand mesh replaced per frame."""
 
     def __init__(self, cfg: RenderConfig):
         import pyrender
 
+        _single_sample_framebuffers()
         self._pr = pyrender
         self.cfg = cfg
         K = np.asarray(cfg.K, dtype=np.float64)
@@ -70,8 +101,6 @@ class SynthRenderer:
         self._object_key: int | None = None
         self._object_node = None
         self._hand_node = None
-        self._hand_material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=0.7, doubleSided=True)
 
     def _set_object(self, mesh: trimesh.Trimesh | None, T_cam_from_obj: np.ndarray | None) -> None:
         if mesh is None:
@@ -81,7 +110,7 @@ class SynthRenderer:
         if self._object_key != id(mesh):  # upload geometry and texture once per object
             if self._object_node is not None:
                 self.scene.remove_node(self._object_node)
-            self._object_node = self.scene.add(self._pr.Mesh.from_trimesh(mesh, smooth=False))
+            self._object_node = self.scene.add(_matte(self._pr.Mesh.from_trimesh(mesh, smooth=False)))
             self._object_key = id(mesh)
         self._object_node.mesh.is_visible = True
         self.scene.set_pose(self._object_node, np.asarray(T_cam_from_obj, dtype=np.float64))
@@ -94,7 +123,7 @@ class SynthRenderer:
             return
         tm = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces), process=False,
                              vertex_colors=colors)
-        self._hand_node = self.scene.add(self._pr.Mesh.from_trimesh(tm, material=self._hand_material, smooth=True))
+        self._hand_node = self.scene.add(_matte(self._pr.Mesh.from_trimesh(tm, smooth=True)))
 
     def _depth_of(self, node) -> np.ndarray:
         others = [n for n in (self._object_node, self._hand_node) if n is not None and n is not node]
