@@ -35,6 +35,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return evaluate_command(args.pred, args.gt, args.out)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from recon.train import train_command
+
+    return train_command(args.argv)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from recon.export import export_command
+
+    return export_command(args.argv)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hold.demo import run_demo
 
@@ -67,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=_cmd_synth)
+
+    # train/export parse their own arguments (recon/), so `hold` itself never imports Lightning
+    s = sub.add_parser("train", help="fit the hand and object fields to a sequence build (stage fit)", add_help=False)
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("export", help="meshes, posed meshes, prediction and metrics of a trained run", add_help=False)
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("validate", help="check a sequence build against the contract and print a report")
     s.add_argument("build", type=Path)
