@@ -23,6 +23,9 @@ mpjpe_ra_r, mpjpe_ra_l      mm        root-relative MPJPE, right/left hand: both
 hand_v2v_mm_r, _l           mm        same, on mesh vertices (each minus its own wrist keypoint); only
                                       when pred and gt vertex counts match
 hand_v2v_mm                 mm        mean of the present hands' ``hand_v2v_mm_*``
+cd_hand_r, cd_hand_l        cm²       hand surface chamfer per frame, camera frame, no alignment
+                                      (``n_samples_hand_relative`` surface samples each), mean over
+                                      valid frames; any mesh topology (e.g. a marching-cubes hand)
 cd_obj                      cm²       HOLD ``cd_icp``: the FIRST valid frame's posed object meshes,
                                       ``n_samples`` area-weighted surface points each (same seed),
                                       pred aligned to gt by similarity ICP (multi-start, best fit),
@@ -496,6 +499,17 @@ def _posed_object(func: str, obj: dict, who: str, T: int) -> tuple[np.ndarray, n
     return verts * scale, faces, T_cam_from_obj, scale
 
 
+def hand_chamfer(pred_verts: Float[np.ndarray, "T V 3"], pred_faces: Int[np.ndarray, "F 3"],
+                 gt_verts: Float[np.ndarray, "T W 3"], gt_faces: Int[np.ndarray, "G 3"],
+                 valid: np.ndarray, n_samples: int = 3000, seed: int = 0) -> float:
+    """Hand surface chamfer (cm², summed convention) per frame in the camera frame, no alignment,
+    mean over valid frames: compares reconstructed hand meshes of any topology with the truth."""
+    cds = [chamfer_distance(sample_surface(pred_verts[t], pred_faces, n_samples, seed),
+                            sample_surface(gt_verts[t], gt_faces, n_samples, seed))
+           for t in np.flatnonzero(valid)]
+    return float(np.mean(cds))
+
+
 def evaluate_trajectories(
     pred: dict,
     gt: dict,
@@ -553,6 +567,11 @@ def evaluate_trajectories(
             err = np.linalg.norm(vp - vg, axis=-1).mean(axis=1) * 1000.0
             out[f"hand_v2v_mm_{sfx}"] = _nanmean(np.where(valid, err, np.nan))
             v2v.append(out[f"hand_v2v_mm_{sfx}"])
+        fp, fg = pred_hands[side].get("faces"), gt_hands[side].get("faces")
+        if vp is not None and vg is not None and fp is not None and fg is not None:
+            out[f"cd_hand_{sfx}"] = hand_chamfer(np.asarray(pred_hands[side]["vertices"]), np.asarray(fp),
+                                                 np.asarray(gt_hands[side]["vertices"]), np.asarray(fg), valid,
+                                                 n_samples=cfg.n_samples_hand_relative, seed=seed)
     if v2v:
         out["hand_v2v_mm"] = float(np.mean(v2v))
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from hold.fields import ColorField, ColorFieldConfig, SDFField, SDFFieldConfig
-from hold.rendering import LaplaceDensity, NodeSamples, ray_sphere_intersect, sdf_guided_samples, stratified_samples
+from hold.rendering import (LaplaceDensity, NeusDensity, NodeSamples, interval_deltas, ray_sphere_intersect,
+                            sdf_guided_samples, stratified_samples)
 
 
 @dataclass
@@ -21,8 +23,12 @@ class FieldNodeConfig:
     """Signed-distance field (field space: the node's unit sphere)."""
     color: ColorFieldConfig = field(default_factory=ColorFieldConfig)
     """Colour field."""
+    density: Literal["volsdf", "neus"] = "volsdf"
+    """SDF -> density: VolSDF Laplace (HOLD) or NeuS logistic (converted to a density to merge)."""
     beta_init: float = 0.005
     """Initial Laplace-density scale beta (metres)."""
+    neus_inv_s_init: float = 200.0
+    """Initial NeuS sharpness inv_s (1/metres) when density='neus'."""
     beta_min: float = 0.0005
     """Smallest beta (metres)."""
     n_coarse: int = 32
@@ -57,7 +63,12 @@ class FieldNode(nn.Module, abc.ABC):
         self.cfg = cfg
         self.sdf = SDFField(cfg.sdf)
         self.color = ColorField(self.sdf.feature_dim, cfg.color)
-        self.density = LaplaceDensity(beta_init=cfg.beta_init, beta_min=cfg.beta_min)
+        if cfg.density == "volsdf":
+            self.density = LaplaceDensity(beta_init=cfg.beta_init, beta_min=cfg.beta_min)
+        elif cfg.density == "neus":
+            self.density = NeusDensity(inv_s_init=cfg.neus_inv_s_init)
+        else:
+            raise ValueError(f"node density must be 'volsdf' or 'neus', got {cfg.density!r}")
         self.appearance = nn.Embedding(num_frames, cfg.color.appearance_dim)
         nn.init.zeros_(self.appearance.weight)
 
@@ -84,6 +95,12 @@ class FieldNode(nn.Module, abc.ABC):
         return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
     # --- shared ----------------------------------------------------------------------------------
+    def surface_width(self) -> float:
+        """Current width of the density's transition at the surface (metres): beta, or 1/inv_s."""
+        if isinstance(self.density, NeusDensity):
+            return 1.0 / float(self.density.inv_s.detach())
+        return float(self.density.beta.detach())
+
     def sample(self, origins: Float[Tensor, "R 3"], dirs: Float[Tensor, "R 3"], frame: Int[Tensor, "R"],
                with_grad: bool, perturb: bool) -> NodeOutput:
         """Evaluate the node along rays: coarse + SDF-guided samples in its bounding sphere."""
@@ -98,7 +115,7 @@ class FieldNode(nn.Module, abc.ABC):
             return torch.where(valid, s, torch.full_like(s, 1.0))
 
         with torch.no_grad():
-            beta = float(self.density.beta.detach())
+            beta = self.surface_width()
             if self.cfg.n_importance > 0:
                 t = sdf_guided_samples(t_near, t_far, sdf_metres, self.cfg.n_coarse, self.cfg.n_importance,
                                        beta=max(beta, 1e-3), perturb=perturb)
@@ -120,6 +137,14 @@ class FieldNode(nn.Module, abc.ABC):
         rgb = self.color(feat, normal_cam.reshape(-1, 3), None, app).reshape(R, S, 3)
         sdf_m = sdf_f * scale
         valid = valid & hit[:, None]
-        sigma = torch.where(valid, self.density(sdf_m), torch.zeros_like(sdf_m))
-        samples = NodeSamples(t=t, sigma=sigma, rgb=rgb, normal=normal_cam, sdf=sdf_m, label=self.label, valid=valid)
+        delta = None
+        if isinstance(self.density, NeusDensity):
+            delta = interval_deltas(t, "repeat")
+            cos = (dirs[:, None] * normal_cam).sum(-1)
+            sigma = self.density(sdf_m, cos, delta)
+        else:
+            sigma = self.density(sdf_m)
+        sigma = torch.where(valid, sigma, torch.zeros_like(sdf_m))
+        samples = NodeSamples(t=t, sigma=sigma, rgb=rgb, normal=normal_cam, sdf=sdf_m, label=self.label, valid=valid,
+                              delta=delta)
         return NodeOutput(samples=samples, grad_field=grad if with_grad else None, x_field=x_field, sdf_field=sdf_f)

@@ -292,3 +292,17 @@ def test_evaluate_trajectories_reports_missing_fields_clearly():
     pred["object"] = None  # no object predicted: object keys are left out, hands still scored
     res = evaluate_trajectories(pred, gt, n_samples=500, config=FAST)
     assert "cd_obj" not in res and res["mpjpe_ra_r"] == 0.0
+
+
+def test_hand_chamfer_is_zero_for_itself_and_grows_with_an_offset():
+    import trimesh
+
+    from hold.metrics import hand_chamfer
+
+    m = trimesh.creation.icosphere(subdivisions=2, radius=0.04)
+    v = np.stack([m.vertices + [0, 0, 0.5]] * 3)
+    valid = np.ones(3, bool)
+    assert hand_chamfer(v, m.faces, v, m.faces, valid) < 1e-12
+    shifted = v + [0.01, 0.0, 0.0]  # 1 cm: summed CD of two surfaces 1 cm apart is below 2 x 1 cm²
+    cd = hand_chamfer(shifted, m.faces, v, m.faces, valid)
+    assert 0.3 < cd < 2.0

@@ -64,3 +64,17 @@ def test_object_field_space_round_trip(model):
     assert torch.allclose(back, x_obj, atol=1e-5) and valid.all()
     center, radius = node.bounding_sphere(frames)
     assert torch.allclose(center, T[:, :3, 3]) and torch.allclose(radius, node.scale.expand(2))
+
+
+def test_neus_density_option_renders(tmp_path):
+    build = generate(SynthConfig(num_frames=2, width=24, height=20, seed=2, noise=EstimateNoise(drop_rate=0.0)),
+                     tmp_path / "b", progress=False)
+    cfg = resolve_config(TrainConfig(), [resolve_preset("cpu_smoke")],
+                         ["model.object.density=neus", "model.hand.density=neus", "model.hand.prior_bank_size=500"])
+    m, sampler = build_model(build, cfg)
+    from hold.rendering import NeusDensity
+
+    assert isinstance(m.object.density, NeusDensity)
+    terms = m.losses(sampler.batch(0, 0), 0)
+    terms["loss"].backward()
+    assert torch.isfinite(terms["loss"]) and m.object.density.log_inv_s.grad is not None
