@@ -47,6 +47,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return export_command(args.argv)
 
 
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from preprocess.cli import main as preprocess_main
+
+    return preprocess_main(args.argv)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hold.demo import run_demo
 
@@ -88,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="meshes, posed meshes, prediction and metrics of a trained run", add_help=False)
     s.add_argument("argv", nargs=argparse.REMAINDER)
     s.set_defaults(func=_cmd_export)
+
+    s = sub.add_parser("preprocess", help="video -> sequence build, one step at a time (frames, masks, ...)",
+                       add_help=False)
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    s.set_defaults(func=_cmd_preprocess)
 
     s = sub.add_parser("validate", help="check a sequence build against the contract and print a report")
     s.add_argument("build", type=Path)
