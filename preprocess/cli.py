@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 # Step name -> module in this package, in pipeline order. A step is offered only once its module exists.

@@ -1,0 +1,1 @@
+"""Test suite: a package, so test folders named like the apps (tests/preprocess) never shadow them."""
