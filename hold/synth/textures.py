@@ -13,6 +13,10 @@ import numpy as np
 from jaxtyping import Float, UInt8
 from PIL import Image, ImageDraw
 
+# Fraction of the texture area each size level of shapes covers (before overlaps), large to
+# small: fewer tiny shapes, which look alike and would make feature matches ambiguous.
+_LEVEL_COVERAGE = (0.3, 0.5, 0.6, 0.6, 0.45, 0.25, 0.12)
+
 # Skin tones (sRGB) from light to dark; a hand gets one of them, interpolated.
 _SKIN_PALETTE = np.array(
     [[241, 200, 170], [228, 178, 145], [205, 145, 110], [170, 112, 80], [120, 78, 55]],
@@ -70,8 +74,8 @@ def _shape_color(rng: np.random.Generator) -> tuple[int, int, int]:
 def procedural_texture(size: int, seed: int) -> UInt8[np.ndarray, "H W 3"]:
     """A rich, high-contrast, multi-scale RGB texture of `size` x `size` pixels.
 
-    Coloured value noise (4 octaves) as the base, then random discs, rectangles, triangles, lines
-    and checker patches at sizes from size/3 down to ~size/100 pixels, larger ones drawn first.
+    Coloured value noise (4 octaves) as the base, then random discs, rings, rectangles, triangles,
+    lines and checker patches at 7 sizes from size/6 down to size/120, larger ones drawn first.
     """
     if int(size) < 16:
         raise ValueError(f"procedural_texture: size must be >= 16 pixels, found {size}; pass a larger size.")
@@ -83,12 +87,15 @@ def procedural_texture(size: int, seed: int) -> UInt8[np.ndarray, "H W 3"]:
     img = Image.fromarray(base.astype(np.uint8), mode="RGB")
     draw = ImageDraw.Draw(img)
 
-    # Geometric size levels; the count grows as the size shrinks so every scale is populated.
-    levels = np.geomspace(size / 3.0, max(size / 100.0, 3.0), num=6)
-    for level, extent in enumerate(levels):
-        count = int(round(3 * 1.9**level * (size / 256.0) ** 2 + 2))
+    # Geometric size levels relative to the texture (an object face gets about a third of it in
+    # an atlas): from size/6 down to size/120, i.e. ~3-30 rendered pixels on a typical object.
+    # Each level covers a fixed fraction of the area, so the texture looks the same at any size.
+    levels = np.geomspace(size / 6.0, max(size / 120.0, 2.0), num=len(_LEVEL_COVERAGE))
+    for extent, coverage in zip(levels, _LEVEL_COVERAGE):
+        count = int(np.ceil(coverage * (size / extent) ** 2))
+        n_kinds = 5 if extent >= size / 40.0 else 4  # no tiny checkerboards: they all look alike
         for _ in range(count):
-            kind = rng.integers(0, 5)
+            kind = rng.integers(0, n_kinds)
             cx, cy = rng.uniform(0, size, 2)
             s = extent * rng.uniform(0.5, 1.0)
             color = _shape_color(rng)
@@ -109,16 +116,17 @@ def procedural_texture(size: int, seed: int) -> UInt8[np.ndarray, "H W 3"]:
             elif kind == 3:  # line / stroke
                 a = rng.uniform(0, np.pi)
                 dx, dy = 0.7 * s * np.cos(a), 0.7 * s * np.sin(a)
-                draw.line([cx - dx, cy - dy, cx + dx, cy + dy], fill=color, width=max(1, int(s * rng.uniform(0.04, 0.15))))
+                width = max(1, int(s * rng.uniform(0.04, 0.15)))
+                draw.line([cx - dx, cy - dy, cx + dx, cy + dy], fill=color, width=width)
             else:  # checker patch of two colours
                 n = int(rng.integers(2, 6))
-                cell = max(s / n, 1.0)
+                cell = max(s / n, 2.0)
                 other = _shape_color(rng)
                 x0, y0 = cx - n * cell / 2, cy - n * cell / 2
                 for i in range(n):
                     for j in range(n):
                         draw.rectangle(
-                            [x0 + i * cell, y0 + j * cell, x0 + (i + 1) * cell - 1, y0 + (j + 1) * cell - 1],
+                            [x0 + i * cell, y0 + j * cell, x0 + (i + 1) * cell, y0 + (j + 1) * cell],
                             fill=color if (i + j) % 2 == 0 else other,
                         )
     return np.asarray(img, dtype=np.uint8).copy()
