@@ -59,6 +59,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), frames=args.frames, size=args.size, seed=args.seed)
 
 
+PASS_THROUGH = ("train", "export", "preprocess")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hold", description="Hand + unknown object 3D reconstruction from one RGB video.")
     p.add_argument("--version", action="version", version=f"hold {hold.__version__}")
@@ -117,7 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # train/export/preprocess pass their arguments through to the app's own parser; argparse's
+    # REMAINDER drops a leading option (e.g. `hold train --help`), so collect those explicitly.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if getattr(args, "command", None) not in PASS_THROUGH:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.argv = unknown + args.argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

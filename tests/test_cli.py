@@ -66,3 +66,15 @@ def test_demo_writes_a_valid_build_metrics_and_a_preview(tmp_path, capsys):
     from PIL import Image
 
     assert Image.open(tmp_path / "preview.png").size == (4 * 64, 2 * 48)
+
+
+def test_pass_through_commands_show_their_own_help(capsys):
+    import pytest
+
+    for cmd in (["train", "--help"], ["export", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(cmd)
+        assert e.value.code == 0
+        assert f"hold {cmd[0]}" in capsys.readouterr().out
+    assert main(["preprocess", "--help"]) == 0
+    assert "frames" in capsys.readouterr().out
