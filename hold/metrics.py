@@ -61,6 +61,7 @@ import numpy as np
 from jaxtyping import Float, Int
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
+from hold.geometry.mesh_sampling import sample_triangles
 from hold.icp import apply_transform, icp_with_scale_multistart
 
 Align = Literal["icp_scale", "icp_rigid", "none"]
@@ -276,17 +277,7 @@ def sample_surface(
         )
     if n < 1:
         raise ValueError(f"sample_surface: `n` is {n}; expected >= 1 points.")
-    tri = v[f]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    if not area.sum() > 0:
-        raise ValueError("sample_surface: the mesh has zero total area. Fix: pass a non-degenerate mesh.")
-    rng = np.random.default_rng(seed)
-    cdf = np.cumsum(area)
-    face = np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(n), side="right"), len(f) - 1)
-    r1, r2 = rng.random(n), rng.random(n)
-    sq = np.sqrt(r1)
-    a, b, c = tri[face, 0], tri[face, 1], tri[face, 2]
-    return (1.0 - sq)[:, None] * a + (sq * (1.0 - r2))[:, None] * b + (sq * r2)[:, None] * c
+    return sample_triangles(v[f], n, np.random.default_rng(seed))[0]
 
 
 def _surface_points(func: str, name: str, obj: Any, n: int, seed: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from hold.geometry.lbs import surface_skinning_weights
 from hold.geometry.lbs import _solve3  # closed-form 3x3 solve shared with inverse_lbs
 from hold.geometry.mesh_query import closest_surface_points, vertex_face_table
+from hold.geometry.mesh_sampling import sample_triangles
 from hold.hands.base import HandModel
 from hold.nodes.base import FieldNode, FieldNodeConfig
 from hold.rendering import LABELS
@@ -76,12 +77,8 @@ class HandNode(FieldNode):
         (Gaussian offsets of 2 mm and 1 cm), half uniform in the field's sphere."""
         g = torch.Generator().manual_seed(seed)
         rest, faces = self.rest_vertices, self.model.faces
-        tri = rest[faces]
-        area = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1)
-        fi = torch.multinomial(area, n // 2, replacement=True, generator=g)
-        b = -torch.rand(n // 2, 3, generator=g).log()
-        b = b / b.sum(1, keepdim=True)
-        surf = (tri[fi] * b[..., None]).sum(1)
+        surf = torch.as_tensor(sample_triangles(rest[faces].cpu().double().numpy(), n // 2,
+                                                np.random.default_rng(seed))[0], dtype=rest.dtype, device=rest.device)
         sigma = torch.where(torch.rand(n // 2, 1, generator=g) < 0.5, 0.002, 0.01)
         near = surf + sigma * torch.randn(n // 2, 3, generator=g)
         u = torch.randn(n - n // 2, 3, generator=g)

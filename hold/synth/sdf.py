@@ -27,10 +27,50 @@ import trimesh
 from jaxtyping import Float, Int
 from scipy.spatial import cKDTree
 
+from hold.geometry.mesh_sampling import sample_triangles
+
 from hold.synth.objects import welded
 
 
 @dataclass
+class MeshSDFConfig:
+    """Surface sampling and query settings of MeshSDF."""
+
+    num_samples: int = 200_000
+    """Area-weighted surface samples in the k-d tree (spacing ~ sqrt(area / n))."""
+    k: int = 4
+    """Nearest samples per query whose triangles are the candidates for the closest point."""
+    seed: int = 0
+    """Seed of the surface sampling."""
+    coarse_ratio: float = 12.0
+    """c: a point at distance D may be answered on a pyramid level of spacing <= D / c."""
+    walk_steps: int = 3
+    """Steps of the walk to neighbouring faces while the closest point found is on an edge/vertex."""
+    normal_samples: int = 8
+    """Samples around the closest point whose normals are averaged for the inside/outside test."""
+    min_level_samples: int = 256
+    """Smallest pyramid level (samples); each level has 1/4 of the samples of the one below."""
+
+
+def _oriented_geometry(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Welded copy with consistent winding, outward when closed (normals decide the sign)."""
+    geom = welded(mesh)
+    if not geom.is_winding_consistent:
+        trimesh.repair.fix_winding(geom)
+    if geom.is_watertight and geom.volume < 0:
+        geom.invert()
+    return geom
+
+
+def sample_surface(
+    triangles: Float[np.ndarray, "F 3 3"], n: int, rng: np.random.Generator
+) -> tuple[Float[np.ndarray, "N 3"], Float[np.ndarray, "N 3"], Int[np.ndarray, "N"]]:
+    """Area-weighted uniform surface samples, their unit (face) normals and face indices."""
+    points, face, _ = sample_triangles(triangles, n, rng)
+    cross = np.cross(triangles[face, 1] - triangles[face, 0], triangles[face, 2] - triangles[face, 0])
+    return points, cross / np.linalg.norm(cross, axis=1, keepdims=True), face
+
+
 class MeshSDFConfig:
     """Surface sampling and query settings of MeshSDF."""
 
