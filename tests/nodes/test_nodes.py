@@ -1,4 +1,5 @@
 """Nodes: camera -> field-space mappings and the hand's canonical SDF after its pre-fit."""
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +79,11 @@ def test_neus_density_option_renders(tmp_path):
     terms = m.losses(sampler.batch(0, 0), 0)
     terms["loss"].backward()
     assert torch.isfinite(terms["loss"]) and m.object.density.log_inv_s.grad is not None
+
+
+def test_render_image_covers_the_frame(model):
+    out = model.render_image(0, downscale=4)
+    h, w = (40 + 3) // 4, (48 + 3) // 4
+    assert out["rgb"].shape == (h, w, 3) and out["semantics"].shape == (h, w, 4)
+    assert (out["opacity"] >= 0).all() and (out["opacity"] <= 1 + 1e-5).all()
+    assert np.allclose(out["semantics"].sum(-1), 1.0, atol=1e-4)  # background takes 1 - opacity
