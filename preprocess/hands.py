@@ -1,7 +1,7 @@
 """`hold preprocess hands SEQ_DIR`: import per-frame hand estimates, fit the hand model, reject outliers,
 fill the gaps, write hands.npz (+ sequence.json when the folder has one) and a QA picture.
 
-    hold preprocess hands SEQ_DIR (--keypoints FILE | --mano-params FILE --mano-dir DIR)
+    hold preprocess hands SEQ_DIR (--keypoints FILE | --mano-params FILE --mano-dir DIR | --detect)
                           [--side right|left] [--hand-model anny|mano] [--focal PX] [--force]
 
 Inputs (SEQ_DIR): `sequence.json` when it exists (T, image size, K, hand model of the other hand),
@@ -527,9 +527,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Import per-frame hand estimates, fit the hand model to them (2D reprojection + 3D shape + "
                     "pose prior + temporal smoothness), reject outlier frames and SLERP-fill the gaps.")
     p.add_argument("seq_dir", type=Path, help="the sequence folder (images/, optional sequence.json)")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()  # one is required: checked in main (--detect is the third way)
     src.add_argument("--keypoints", help="per-frame 21 2D (and optional 3D) keypoints, .json or .npz")
     src.add_argument("--mano-params", help="HaMeR-style per-frame MANO parameters, .npz (needs --mano-dir)")
+    src.add_argument("--detect", action="store_true",
+                     help="detect the keypoints with the built-in MediaPipe detector first (preprocess/hand_detect.py: "
+                          "writes SEQ_DIR/hand_keypoints.npz; needs a MediaPipe environment, docs/mediapipe.md)")
+    from preprocess.hand_detect import add_detector_options
+
+    add_detector_options(p.add_argument_group("detector (with --detect)"))
     p.add_argument("--mano-dir", help="folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl")
     p.add_argument("--side", choices=HAND_SIDES, default="right", help="which hand the estimates are of")
     p.add_argument("--hand-model", choices=HAND_MODELS, default=None,
@@ -550,9 +556,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (args.keypoints or args.mano_params or args.detect):
+        parser.error("one of the arguments --keypoints --mano-params is required (or --detect: the built-in MediaPipe "
+                     "detector)")
     fit = HandFitConfig() if args.steps is None else HandFitConfig(steps=args.steps)
-    cfg = HandsConfig(keypoints=args.keypoints, mano_params=args.mano_params, mano_dir=args.mano_dir, side=args.side,
+    keypoints = args.keypoints
+    if args.detect:  # the detector's own step (resumable, its own record), then fit what it wrote
+        from preprocess.hand_detect import KEYPOINTS_NPZ, HandDetectConfig, run_detect
+
+        run_detect(args.seq_dir, HandDetectConfig(side=args.side, mediapipe_python=args.mediapipe_python,
+                                                  video_mirrored=args.video_mirrored,
+                                                  static_image_mode=args.static_image_mode, force=args.force,
+                                                  progress=not args.quiet))
+        keypoints = str(args.seq_dir / KEYPOINTS_NPZ)
+    cfg = HandsConfig(keypoints=keypoints, mano_params=args.mano_params, mano_dir=args.mano_dir, side=args.side,
                       hand_model=args.hand_model, focal=args.focal, pixel_offset=args.pixel_offset,
                       keypoints_normalized=args.keypoints_normalized, keypoints_3d=args.keypoints_3d,
                       mano_mean_pose=args.mano_mean_pose, force=args.force, progress=not args.quiet, fit=fit)
