@@ -6,7 +6,7 @@ import importlib.util
 import sys
 
 # Step name -> module in this package, in pipeline order. A step is offered only once its module exists.
-STEPS = ("frames", "hand_detect", "masks", "hands", "sfm", "align", "build", "all")
+STEPS = ("frames", "hand_detect", "hands", "masks", "sfm", "align", "build", "all")
 
 
 def available_steps() -> list[str]:
