@@ -456,21 +456,44 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--labels", type=Path, metavar="DIR", help="label masks (values 0, 1, 2, 3, 255), one per frame")
     src.add_argument("--object", type=Path, metavar="DIR", help="binary object masks (nonzero = object)")
+    src.add_argument("--estimate", action="store_true",
+                     help="no masks to import: estimate them (hands from hands.npz, the object by GrabCut seeded from "
+                          "--first-mask, --box or next to the hand, tracked); see preprocess/mask_estimate.py")
+    p.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                   help="with --estimate: box around the object in the first frame (pixels of images/)")
+    p.add_argument("--first-mask", type=Path, metavar="PNG",
+                   help="with --estimate: the object's mask in the first frame")
     p.add_argument("--right", type=Path, metavar="DIR", help="binary right-hand masks (with --object)")
     p.add_argument("--left", type=Path, metavar="DIR", help="binary left-hand masks (with --object)")
-    p.add_argument("--ignore-band", type=int, default=0, metavar="PX",
-                   help="mark pixels within PX of a label boundary as ignore (255); default 0")
+    p.add_argument("--ignore-band", type=int, default=None, metavar="PX",
+                   help="mark pixels within PX of a label boundary as ignore (255); default 0 (--estimate: 1 on the "
+                        "object's outline)")
     p.add_argument("--threshold", type=int, default=MasksConfig.threshold,
                    help="threshold for non-binary entity masks, 8-bit scale (default %(default)s)")
     p.add_argument("--force", action="store_true", help="redo even if the masks are up to date")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from preprocess.mask_estimate import add_arguments  # the estimate's own options, listed in --help
+
+    add_arguments(p.add_argument_group("--estimate options"))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.estimate:
+        if args.right or args.left:
+            parser.error("--right/--left import masks; with --estimate the hands come from hands.npz")
+        if args.box is not None and args.first_mask is not None:
+            parser.error("pass one of --box and --first-mask, not both")
+        from preprocess.mask_estimate import config_from_args, run_mask_estimate
+
+        run_mask_estimate(args.seq_dir, config_from_args(args), force=args.force, progress=not args.quiet)
+        return 0
+    if args.box is not None or args.first_mask is not None:
+        parser.error("--box and --first-mask seed the estimate: add --estimate")
     cfg = MasksConfig(labels=args.labels, object=args.object, right=args.right, left=args.left,
-                      ignore_band=args.ignore_band, threshold=args.threshold)
+                      ignore_band=args.ignore_band or 0, threshold=args.threshold)
     import_masks(args.seq_dir, cfg, force=args.force, progress=not args.quiet)
     return 0
 
