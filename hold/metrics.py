@@ -44,6 +44,10 @@ obj_rot_err_deg_mean                  valid frame, R_t R_0ᵀ (independent of ea
                                       which differ: SfM unit sphere vs. template)
 obj_trans_err_mm_median     mm        distance between pred and gt camera-frame positions of each
 obj_trans_err_mm_mean                 object's canonical bounding-box centre (a body-fixed point)
+pen_depth_mm, pen_max_mm,   mm,       contact/penetration of the PREDICTION's posed hand vertices and
+pen_mean_mm, pen_ratio,     [0, 1]    object mesh (`hold.contact_metrics`), over gt's valid frames; the
+contact_ratio, tip_dist_mm,           same keys prefixed ``gt_`` for the ground truth's own values (a
+tip_min_dist_mm                       key set is left out when that side lacks hand vertices or object)
 ==========================  ========  ==================================================================
 
 Known differences from HOLD's scripts, all deliberate: HOLD runs ICP on 1000 sampled points and
@@ -61,6 +65,7 @@ import numpy as np
 from jaxtyping import Float, Int
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
+from hold.contact_metrics import ContactConfig, contact_metrics
 from hold.geometry.mesh_sampling import sample_triangles
 from hold.icp import apply_transform, icp_with_scale_multistart
 
@@ -507,6 +512,7 @@ def evaluate_trajectories(
     n_samples: int = 10000,
     seed: int = 0,
     config: MetricsConfig | None = None,
+    contact_config: ContactConfig | None = None,
 ) -> dict[str, float]:
     """All HOLD metrics for one sequence from plain dicts (keys and units in the module docstring).
 
@@ -566,6 +572,9 @@ def evaluate_trajectories(
     if v2v:
         out["hand_v2v_mm"] = float(np.mean(v2v))
 
+    for who, d in (("", pred), ("gt_", gt)):  # prediction-only statistics, for each side on its own
+        out.update({who + k: v for k, v in trajectory_contact_metrics(d, valid, contact_config).items()})
+
     if gt.get("object") is None or pred.get("object") is None:
         return out
 
@@ -616,3 +625,29 @@ def _posed_bbox_centres(T_cam_from_obj: np.ndarray, x_obj: np.ndarray) -> np.nda
         pass
     x_cam = np.einsum("tij,nj->tni", T_cam_from_obj[:, :3, :3], x_obj) + T_cam_from_obj[:, None, :3, 3]
     return 0.5 * (x_cam.min(axis=1) + x_cam.max(axis=1))
+
+
+def trajectory_contact_metrics(d: dict, valid: np.ndarray | None = None,
+                               config: ContactConfig | None = None) -> dict[str, float]:
+    """Contact/penetration keys (`hold.contact_metrics`) of one trajectory dict (the form
+    `evaluate_trajectories` takes); {} when it has no object or no hand with vertices, or when its
+    poses fold in a scale that changes over time."""
+    obj = d.get("object")
+    hands = {}
+    for side, h in (d.get("hands") or {}).items():
+        v = h.get("vertices")
+        if v is not None and np.ndim(v) == 3 and np.shape(v)[1] > 0:
+            hands[side] = (np.asarray(v, dtype=np.float64), h.get("keypoints"))
+    if obj is None or not hands:
+        return {}
+    T_cam_from_obj = np.asarray(obj["T_cam_from_obj"], dtype=np.float64)
+    # A scale folded into the poses moves into the mesh, so distances are measured in metres.
+    det = np.linalg.det(T_cam_from_obj[:, :3, :3])
+    s_t = np.cbrt(det[np.isfinite(det)])
+    if len(s_t) == 0 or np.ptp(s_t) > 1e-3 * abs(float(np.median(s_t))) or float(np.median(s_t)) <= 0:
+        return {}
+    s = float(np.median(s_t))
+    T_rigid = T_cam_from_obj.copy()
+    T_rigid[:, :3, :3] /= s
+    verts = np.asarray(obj["vertices"], dtype=np.float64) * float(obj.get("scale", 1.0)) * s
+    return contact_metrics(hands, verts, np.asarray(obj["faces"]), T_rigid, valid=valid, config=config)
