@@ -32,7 +32,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from hold.evaluate import evaluate_command
 
-    return evaluate_command(args.pred, args.gt, args.out)
+    return evaluate_command(args.argv)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -47,6 +47,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return export_command(args.argv)
 
 
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from hold.reconstruct import reconstruct_command
+
+    return reconstruct_command(args.argv)
+
+
+def _app_entry(module: str, name: str, command: str):
+    """An app's entry point, or one clear error when the app is not importable."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"`hold {command}` needs {module}.{name}, which cannot be imported here ({e}); "
+                         f"fix: install the full package (`pip install -e .`)") from None
+
+
+def _cmd_refine(args: argparse.Namespace) -> int:
+    return _app_entry("recon.refine", "refine_command", "refine")(args.argv)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    return _app_entry("render.cli", "main", "render")(args.argv)
+
+
 def _cmd_preprocess(args: argparse.Namespace) -> int:
     from preprocess.cli import main as preprocess_main
 
@@ -56,10 +81,11 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hold.demo import run_demo
 
-    return run_demo(Path(args.out), frames=args.frames, size=args.size, seed=args.seed)
+    return run_demo(Path(args.out), frames=args.frames, size=tuple(args.size), seed=args.seed, quick=args.quick,
+                    overrides=args.overrides, progress=not args.quiet)
 
 
-PASS_THROUGH = ("train", "export", "preprocess")
+PASS_THROUGH = ("train", "export", "preprocess", "reconstruct", "refine", "render", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,11 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"hold {hold.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("demo", help="run the main job on an embedded synthetic sequence (no downloads)")
+    s = sub.add_parser("demo", help="synthesize a short sequence and run `hold reconstruct` on it (CPU, no downloads)",
+                       description="Synthesize a hand grasping a textured box (noisy hand/object estimates, exact "
+                                   "ground truth) and reconstruct it with configs/demo.yaml: meshes, an mp4 and "
+                                   "metrics.json in OUT (about 10 minutes on 2 CPU cores). key=value arguments "
+                                   "override the reconstruct config, e.g. fit.max_steps=200.")
     s.add_argument("--out", default="hold_demo", help="output folder (default: ./hold_demo)")
-    s.add_argument("--frames", type=int, default=30)
-    s.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("W", "H"))
+    s.add_argument("--frames", type=int, default=16)
+    s.add_argument("--size", type=int, nargs=2, default=(96, 96), metavar=("W", "H"))
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quick", action="store_true", help="seconds-long version: 4 tiny frames, a few steps per stage")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=_cmd_demo)
 
     s = sub.add_parser("synth", help="generate a synthetic hand+object sequence build with ground truth",
@@ -98,6 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("argv", nargs=argparse.REMAINDER)
     s.set_defaults(func=_cmd_export)
 
+    s = sub.add_parser("reconstruct", help="video / image folder / build -> fit -> refine -> final -> meshes, "
+                       "renders, metrics (resumable)", add_help=False)
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    s.set_defaults(func=_cmd_reconstruct)
+
+    s = sub.add_parser("refine", help="contact-aware pose refinement of a fitted run (stage refine)", add_help=False)
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    s.set_defaults(func=_cmd_refine)
+
+    s = sub.add_parser("render", help="re-renders, overlays, turntables, mp4 and an animated GLB of a run",
+                       add_help=False)
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    s.set_defaults(func=_cmd_render)
+
     s = sub.add_parser("preprocess", help="video -> sequence build, one step at a time (frames, masks, ...)",
                        add_help=False)
     s.add_argument("argv", nargs=argparse.REMAINDER)
@@ -108,12 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--require-masks", action="store_true")
     s.set_defaults(func=_cmd_validate)
 
-    s = sub.add_parser("evaluate", help="compare a prediction with ground truth; writes metrics.json",
-                       description="PRED and GT are folders in the gt/ layout (hands.npz, object.npz, "
-                                   "object_mesh.ply) or builds/runs that contain one (gt/ or pred/).")
-    s.add_argument("pred", type=Path)
-    s.add_argument("gt", type=Path)
-    s.add_argument("--out", type=Path, default=None, help="metrics.json path (default: PRED/metrics.json)")
+    # evaluate parses its own arguments (hold/evaluate.py: PRED [GT] --gt-format --mano-dir --ycb-models --out)
+    s = sub.add_parser("evaluate", help="metrics (vs ground truth when there is one) + contact stats; writes "
+                                        "metrics.json", add_help=False)
+    s.add_argument("argv", nargs=argparse.REMAINDER)
     s.set_defaults(func=_cmd_evaluate)
     return p
 

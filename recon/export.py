@@ -27,15 +27,18 @@ from recon.train import build_model, device_of
 
 
 def load_run(run: Path) -> tuple:
-    """(model with trained weights, config, build path) of a finished run."""
+    """(model with trained weights, config, build path) of a finished run (built over the pose folder
+    its run.json names in `poses_from`, as it was trained)."""
     run = Path(run)
     model_pt = run / "checkpoints" / "model.pt"
     if not model_pt.exists():
         raise FileNotFoundError(f"{model_pt} does not exist: {run} is not a finished training run. "
                                 f"Fix: run `hold train BUILD --out {run}` first (it resumes if interrupted)")
-    build = Path(json.loads((run / "run.json").read_text())["build"])
+    record = json.loads((run / "run.json").read_text())
+    build = Path(record["build"])
+    poses_from = Path(record["poses_from"]) if record.get("poses_from") else None  # stage final's refined poses
     cfg = resolve_config(TrainConfig(), [run / "config.yaml"])
-    model, _ = build_model(build, cfg)
+    model, _ = build_model(build, cfg, poses_from)
     state = torch.load(model_pt, map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict(state)
     return model.eval(), cfg, build
