@@ -8,6 +8,21 @@ from omegaconf import OmegaConf
 
 C = TypeVar("C")
 
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+"""The YAML presets shipped with the repository (configs/)."""
+
+
+def resolve_preset(name: str | Path) -> Path:
+    """A YAML path, or the name of a preset in configs/ (e.g. `cpu_smoke`, `reconstruct_cpu`, `demo`)."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    preset = REPO_CONFIGS / f"{name}.yaml"
+    if preset.exists():
+        return preset
+    known = sorted(q.stem for q in REPO_CONFIGS.glob("*.yaml"))
+    raise FileNotFoundError(f"config {str(name)!r} is neither a YAML file nor a preset; presets: {known}")
+
 
 def resolve_config(default: C, yaml_files: list[str | Path] = (), overrides: list[str] = ()) -> C:
     """Merge YAML presets then `a.b=value` overrides into a copy of the dataclass `default`.

@@ -34,11 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hold.config import resolve_config, to_yaml
+from hold.config import resolve_config, resolve_preset, to_yaml
 from hold.data.io import atomic_write_bytes, atomic_write_json
 
 STAGES = ("preprocess", "fit", "refine", "final", "export", "evaluate", "render")
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # the app each stage needs: (module, what it provides), checked before any work starts
 APPS = {"preprocess": ("preprocess.all", "run_all"), "fit": ("recon.train", "train"),
@@ -82,18 +81,6 @@ def _section_defaults() -> dict[str, Any]:
         except ImportError:
             out[name] = None
     return out
-
-
-def resolve_preset(name: str | Path) -> Path:
-    """A YAML path, or the name of a preset in configs/ (e.g. `reconstruct_cpu`, `demo`)."""
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml") and p.exists():
-        return p
-    preset = REPO_CONFIGS / f"{name}.yaml"
-    if preset.exists():
-        return preset
-    known = sorted(q.stem for q in REPO_CONFIGS.glob("*.yaml"))
-    raise FileNotFoundError(f"config {str(name)!r} is neither a YAML file nor a preset; presets: {known}")
 
 
 def resolve_reconstruct_config(presets: list[str | Path] = (), overrides: list[str] = ()) -> ReconstructConfig:

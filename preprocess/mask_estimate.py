@@ -439,8 +439,12 @@ def run_mask_estimate(
                 if res.status == "lost":
                     what = ("the hand's enclosed region" if first_mask is None and cfg.box is None else
                             "--box" if cfg.box is not None else "--first-mask")
+                    fix = FIX_SEED if hands is None else (
+                        "hold reconstructs a hand together with an object it holds; if the video shows one, pass "
+                        "--box X0 Y0 X1 Y1 (its box in the first frame, pixels of images/) or --first-mask PNG "
+                        "(its mask in the first frame), or import masks made elsewhere (--labels / --object)")
                     raise SequenceError(seq_dir / IMAGES_DIR / f"{stems[0]}.png", None,
-                                        message=f"has no object from {what} ({res.note})", fix=FIX_SEED)
+                                        message=f"has no object from {what} ({res.note})", fix=fix)
             else:
                 res = tracker.step(rgb, hand_any)
                 if res.status == "lost" and hands is not None and hand_any.any():

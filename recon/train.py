@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import hold
-from hold.config import resolve_config, to_yaml
+from hold.config import REPO_CONFIGS, resolve_config, resolve_preset, to_yaml  # noqa: F401  (re-exported)
 from hold.data import load_sequence
 from hold.data.poses import with_poses_from
 from hold.data.schema import Sequence
@@ -36,20 +36,6 @@ from hold.model import HoldModel
 from hold.nodes import BackgroundNode
 from recon.config import TrainConfig
 from recon.data import RaySampler
-
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def resolve_preset(name: str) -> Path:
-    """A YAML path, or the name of a preset in configs/ (e.g. `cpu_smoke`)."""
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml") and p.exists():
-        return p
-    preset = REPO_CONFIGS / f"{name}.yaml"
-    if preset.exists():
-        return preset
-    known = sorted(q.stem for q in REPO_CONFIGS.glob("*.yaml"))
-    raise FileNotFoundError(f"config {name!r} is neither a YAML file nor a preset; presets: {known}")
 
 
 def check_build(build: Path) -> None:

@@ -23,6 +23,8 @@ import numpy as np  # noqa: E402
 import pyrender  # noqa: E402
 from jaxtyping import Float, Int, UInt8  # noqa: E402
 
+from hold.synth.render import release_offscreen_renderer  # noqa: E402
+
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 """OpenCV camera (x right, y down, z forward) expressed as an OpenGL camera pose in the same frame."""
 
@@ -128,24 +130,7 @@ class MeshRasterizer:
         destroyed and pyrender's teardown is disarmed, as hold.synth.render does.
         """
         renderer, self._renderer = getattr(self, "_renderer", None), None
-        if renderer is None:
-            return
-        platform = renderer._platform
-        if not hasattr(platform, "_egl_display"):
-            renderer.delete()
-            return
-        from OpenGL import EGL
-        from OpenGL.error import GLError
-
-        try:
-            platform.make_current()
-            renderer._renderer.delete()
-            EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
-            EGL.eglDestroyContext(platform._egl_display, platform._egl_context)
-        except (AssertionError, GLError):
-            pass  # the display was already terminated elsewhere
-        platform._egl_context = platform._egl_display = None
-        renderer._platform = None
+        release_offscreen_renderer(renderer)
 
     def __del__(self):
         try:

@@ -163,24 +163,7 @@ class SynthRenderer:
         teardown is disarmed; the display itself is released at process exit.
         """
         renderer, self._renderer = getattr(self, "_renderer", None), None
-        if renderer is None:
-            return
-        platform = renderer._platform
-        if not hasattr(platform, "_egl_display"):  # other platforms: pyrender's teardown is fine
-            renderer.delete()
-            return
-        from OpenGL import EGL
-        from OpenGL.error import GLError
-
-        try:
-            platform.make_current()
-            renderer._renderer.delete()
-            EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
-            EGL.eglDestroyContext(platform._egl_display, platform._egl_context)
-        except (AssertionError, GLError):
-            pass  # the display was already terminated elsewhere: nothing of ours is left to free
-        platform._egl_context = platform._egl_display = None  # delete_context() now does nothing
-        renderer._platform = None  # and OffscreenRenderer.delete() stops before touching EGL
+        release_offscreen_renderer(renderer)
 
     def __del__(self):
         try:
@@ -370,3 +353,31 @@ def composite(rgba: UInt8[np.ndarray, "H W 4"], background: UInt8[np.ndarray, "H
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
     out = color + (1.0 - alpha) * background.astype(np.float32)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def release_offscreen_renderer(renderer) -> None:
+    """Free one pyrender OffscreenRenderer's GL context without terminating the shared EGL display.
+
+    pyrender's own teardown (`OffscreenRenderer.delete`, and its `__del__`s) calls eglTerminate on
+    the EGL display that every context of the process shares, which breaks any other renderer still
+    open. On EGL, only this renderer's context is destroyed and pyrender's teardown is disarmed; the
+    display itself is released at process exit. Other platforms use pyrender's teardown.
+    """
+    if renderer is None:
+        return
+    platform = renderer._platform
+    if not hasattr(platform, "_egl_display"):  # other platforms: pyrender's teardown is fine
+        renderer.delete()
+        return
+    from OpenGL import EGL
+    from OpenGL.error import GLError
+
+    try:
+        platform.make_current()
+        renderer._renderer.delete()
+        EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+        EGL.eglDestroyContext(platform._egl_display, platform._egl_context)
+    except (AssertionError, GLError):
+        pass  # the display was already terminated elsewhere: nothing of ours is left to free
+    platform._egl_context = platform._egl_display = None  # delete_context() now does nothing
+    renderer._platform = None  # and OffscreenRenderer.delete() stops before touching EGL
