@@ -71,51 +71,6 @@ def sample_surface(
     return points, cross / np.linalg.norm(cross, axis=1, keepdims=True), face
 
 
-class MeshSDFConfig:
-    """Surface sampling and query settings of MeshSDF."""
-
-    num_samples: int = 200_000
-    """Area-weighted surface samples in the k-d tree (spacing ~ sqrt(area / n))."""
-    k: int = 4
-    """Nearest samples per query whose triangles are the candidates for the closest point."""
-    seed: int = 0
-    """Seed of the surface sampling."""
-    coarse_ratio: float = 12.0
-    """c: a point at distance D may be answered on a pyramid level of spacing <= D / c."""
-    walk_steps: int = 3
-    """Steps of the walk to neighbouring faces while the closest point found is on an edge/vertex."""
-    normal_samples: int = 8
-    """Samples around the closest point whose normals are averaged for the inside/outside test."""
-    min_level_samples: int = 256
-    """Smallest pyramid level (samples); each level has 1/4 of the samples of the one below."""
-
-
-def _oriented_geometry(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
-    """Welded copy with consistent winding, outward when closed (normals decide the sign)."""
-    geom = welded(mesh)
-    if not geom.is_winding_consistent:
-        trimesh.repair.fix_winding(geom)
-    if geom.is_watertight and geom.volume < 0:
-        geom.invert()
-    return geom
-
-
-def sample_surface(
-    triangles: Float[np.ndarray, "F 3 3"], n: int, rng: np.random.Generator
-) -> tuple[Float[np.ndarray, "N 3"], Float[np.ndarray, "N 3"], Int[np.ndarray, "N"]]:
-    """Area-weighted uniform surface samples, their unit (face) normals and face indices."""
-    cross = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
-    area2 = np.linalg.norm(cross, axis=1)
-    face = rng.choice(len(triangles), size=n, p=area2 / area2.sum())  # zero-area faces never drawn
-    # Uniform barycentrics by the square-root trick.
-    r1 = np.sqrt(rng.random(n))
-    r2 = rng.random(n)
-    t = triangles[face]
-    points = (1 - r1)[:, None] * t[:, 0] + (r1 * (1 - r2))[:, None] * t[:, 1] + (r1 * r2)[:, None] * t[:, 2]
-    normals = cross[face] / area2[face, None]
-    return points, normals, face
-
-
 class MeshSDF:
     """Signed distance (metres, negative inside) to a mesh's surface."""
 
