@@ -8,7 +8,6 @@ RUN/metrics.json  HOLD's metrics against the build's gt/ when it has one.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from hold.geometry.lbs import lbs, surface_skinning_weights
 from hold.mesh import MeshConfig, color_vertices, extract_mesh
 from hold.mesh_io import write_mesh
 from hold.progress import track
+from hold.run_dir import load_trained_model
 from recon.config import TrainConfig
-from recon.train import build_model, device_of
+from recon.train import device_of
 
 
 def load_run(run: Path) -> tuple:
@@ -34,14 +34,8 @@ def load_run(run: Path) -> tuple:
     if not model_pt.exists():
         raise FileNotFoundError(f"{model_pt} does not exist: {run} is not a finished training run. "
                                 f"Fix: run `hold train BUILD --out {run}` first (it resumes if interrupted)")
-    record = json.loads((run / "run.json").read_text())
-    build = Path(record["build"])
-    poses_from = Path(record["poses_from"]) if record.get("poses_from") else None  # stage final's refined poses
-    cfg = resolve_config(TrainConfig(), [run / "config.yaml"])
-    model, _ = build_model(build, cfg, poses_from)
-    state = torch.load(model_pt, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict(state)
-    return model.eval(), cfg, build
+    trained = load_trained_model(run)  # one loader for export, refine and render (no image I/O)
+    return trained.model, resolve_config(TrainConfig(), [run / "config.yaml"]), trained.build
 
 
 def _field_colors(node, x_field: torch.Tensor, R_cam_from_field: torch.Tensor) -> torch.Tensor:

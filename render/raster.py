@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pyrender  # noqa: E402
 from jaxtyping import Float, Int, UInt8  # noqa: E402
 
-from hold.synth.render import release_offscreen_renderer  # noqa: E402
+from hold.synth.render import look_along, release_offscreen_renderer  # noqa: E402
 
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 """OpenCV camera (x right, y down, z forward) expressed as an OpenGL camera pose in the same frame."""
@@ -67,18 +67,6 @@ def normals_to_rgb(n_cam: Float[np.ndarray, "... 3"]) -> Float[np.ndarray, "... 
     return (n * np.array([1.0, -1.0, -1.0], np.float32) + 1.0) * 0.5
 
 
-def _look_along(direction: Float[np.ndarray, "3"]) -> Float[np.ndarray, "4 4"]:
-    """Pose whose -z axis points along `direction` (pyrender lights shine along their -z)."""
-    z = -np.asarray(direction, dtype=np.float64)
-    z /= np.linalg.norm(z)
-    helper = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    x = np.cross(helper, z)
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
-    return pose
-
-
 def _primitive(vertices, normals, faces, rgba: Float[np.ndarray, "V 4"], roughness: float) -> pyrender.Primitive:
     """Two-sided primitive: every face is appended reversed with flipped normals, so open meshes
     (marching-cubes shells cut by the bounding box) show no holes whatever pyrender culls."""
@@ -111,7 +99,7 @@ class MeshRasterizer:
         cam = pyrender.IntrinsicsCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], znear=znear, zfar=zfar)
         self._scene.add(cam, pose=_GL_FROM_CV)
         self._scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity),
-                        pose=_look_along(np.asarray(light_direction_cam, dtype=np.float64)))
+                        pose=look_along(np.asarray(light_direction_cam, dtype=np.float64)))
         try:
             self._renderer = pyrender.OffscreenRenderer(self.width, self.height)
         except Exception as e:  # no EGL / OSMesa library, or no usable device

@@ -86,7 +86,7 @@ class RenderConfig:
         return K
 
 
-def _look_along(direction: Float[np.ndarray, "3"]) -> Float[np.ndarray, "4 4"]:
+def look_along(direction: Float[np.ndarray, "3"]) -> Float[np.ndarray, "4 4"]:
     """Pose whose -z axis points along `direction` (pyrender lights shine along their -z)."""
     z = -np.asarray(direction, dtype=np.float64)
     z /= np.linalg.norm(z)
@@ -146,7 +146,7 @@ class SynthRenderer:
         )
         self._scene.add(camera, pose=_GL_FROM_CV)
         light = pyrender.DirectionalLight(color=np.ones(3), intensity=c.light_intensity)
-        self._scene.add(light, pose=_look_along(np.asarray(c.light_direction_cam, dtype=np.float64)))
+        self._scene.add(light, pose=look_along(np.asarray(c.light_direction_cam, dtype=np.float64)))
         self._renderer = pyrender.OffscreenRenderer(self.width, self.height)
         self._object_node: pyrender.Node | None = None
         self._object_source: trimesh.Trimesh | None = None
