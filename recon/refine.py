@@ -25,7 +25,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -54,6 +53,7 @@ from hold.pose_losses import (
 )
 from hold.progress import track
 from hold.rendering import LABELS
+from hold.video import write_mp4
 
 REFINE_JSON = "refine.json"
 
@@ -510,8 +510,6 @@ def _splat(img: np.ndarray, uv: np.ndarray, color: tuple[int, int, int], alpha: 
 def write_qa_video(problem: RefineProblem, before: PoseVariables, after: PoseVariables, seq: Sequence,
                    path: Path, fps: float, min_height: int) -> None:
     """Input frames with the projected hand (red) and object (blue) surfaces: before | after."""
-    import imageio.v2 as imageio
-
     frames = torch.arange(problem.T, device=problem.device)
     views = []
     for var in (before, after):
@@ -521,27 +519,19 @@ def write_qa_video(problem: RefineProblem, before: PoseVariables, after: PoseVar
         views.append((hand, obj))
     H = seq.intrinsics.height
     up = max(1, math.ceil(min_height / H))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
-    try:
-        with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=7, macro_block_size=1,
-                                ffmpeg_log_level="error") as w:
-            for t in range(problem.T):
-                rgb = seq.load_image(t)
-                panels = []
-                for hand, obj in views:
-                    img = rgb.copy()
-                    if obj is not None:
-                        _splat(img, obj[t], (40, 110, 255))
-                    for uv in hand:
-                        _splat(img, uv[t], (255, 60, 40))
-                    panels.append(img)
-                frame = np.concatenate(panels, 1).repeat(up, 0).repeat(up, 1)
-                h, w_ = frame.shape[:2]
-                w.append_data(np.pad(frame, ((0, h % 2), (0, w_ % 2), (0, 0))))  # x264 wants even sizes
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    video = []
+    for t in range(problem.T):
+        rgb = seq.load_image(t)
+        panels = []
+        for hand, obj in views:
+            img = rgb.copy()
+            if obj is not None:
+                _splat(img, obj[t], (40, 110, 255))
+            for uv in hand:
+                _splat(img, uv[t], (255, 60, 40))
+            panels.append(img)
+        video.append(np.concatenate(panels, 1).repeat(up, 0).repeat(up, 1))
+    write_mp4(path, video, fps=fps)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from render.gltf_anim import AnimatedHand, AnimatedObject, write_animated_glb
 from render.raster import CameraMesh, MeshRasterizer, OffscreenUnavailable, composite
 from render.scene import RunScene, load_run_scene
 from render.turntable import turntable_intrinsics, turntable_poses
-from render.video import write_frames, write_mp4
+from hold.video import write_frames, write_mp4
 
 
 @dataclass

@@ -10,7 +10,7 @@ from render.gltf_anim import (AnimatedHand, AnimatedObject, animated_gltf, glb_b
                               rotation_from_xyzw, validate_gltf)
 from render.raster import CameraMesh, MeshRasterizer, normals_to_rgb, vertex_normals
 from render.turntable import bounding_sphere, framing_distance, turntable_intrinsics, turntable_poses
-from render.video import read_mp4, write_mp4
+from hold.video import read_mp4, write_mp4
 
 
 def test_quaternions_round_trip_and_stay_sign_continuous():

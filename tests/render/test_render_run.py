@@ -16,7 +16,7 @@ from hold.mesh_io import read_mesh, write_mesh
 from hold.synth.sequence import EstimateNoise, SynthConfig, generate
 from render.cli import RenderConfig, main, parse_frames, render_run
 from render.gltf_anim import accessor_array, read_glb, validate_gltf
-from render.video import read_mp4
+from hold.video import read_mp4
 
 W, H, T = 41, 32, 4  # odd width: the mp4 must be padded to 42
 

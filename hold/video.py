@@ -1,4 +1,4 @@
-"""Image sequences to disk: PNG frames and an H.264 mp4 every browser and player opens.
+"""Image sequences to disk: PNG frames and an H.264 mp4 every browser and player opens (render, refine QA).
 
 mp4: libx264, yuv420p (the pixel format players expect), which needs even width and height: odd
 sizes are padded by one replicated row/column (never rescaled, so pixels stay where they were).
