@@ -98,7 +98,7 @@ def test_poses_from_is_honoured(trained, tmp_path):
 def test_render_run_neural_frames_use_the_loaded_model(trained, tmp_path):
     """render's neural part goes through load_trained_model: its frames equal render_image's output."""
     from render.cli import RenderConfig, render_run
-    from render.video import read_mp4
+    from hold.video import read_mp4
 
     build, run = trained
     copy = tmp_path / "fit"
