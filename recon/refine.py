@@ -5,10 +5,11 @@ mesh is the hand surface. Per frame, the hands' global orientation and translati
 optionally) and the object's pose, plus the one object scale, are optimised with Adam for a fixed
 number of steps against (hold.pose_losses): silhouettes of each node vs the build's label masks,
 the build's 2D hand keypoints, contact of the hand's contact zones with the object surface where
-they are already close, penetration of the hand into the object, and temporal smoothness.
+they are already close, penetration of the hand into the object, temporal smoothness, and a prior that keeps each
+frame's object rotation near the fit's (RefineConfig.w_object_rotation_prior).
 Starts from the fit run's CURRENT poses (what `fit` trained). By default contact and penetration
-move only the hand (RefineConfig.object_contact_share): the object follows its silhouette and
-smoothness, which measured better than letting a noisy hand drag it.
+move only the hand (RefineConfig.object_contact_share): the object follows its silhouette,
+smoothness and rotation prior, which measured better than letting a noisy hand drag it.
 
 DIR/hands.npz, DIR/object.npz   refined poses in the build's layout (hold.data.poses)
 DIR/qa/before_after.mp4          input frames with the projected hand/object: before | after
@@ -81,12 +82,15 @@ class RefineConfig:
     """Also optimise the finger articulation (hand_pose)."""
     refine_object_scale: bool = True
     """Optimise the object scale (one for the sequence)."""
-    refine_object_rotation: bool = False
-    """Optimise the object's per-frame rotation. Off by default: on the demo sequence (16 frames 96²,
-    a 400-step CPU fit) rotating the object toward the fitted surface's silhouettes raised its
-    rotation error from 1.9 to 5.0 deg and left the final object CD unchanged (0.097 cm²), while
-    translation + scale alone gave a final CD of 0.075 cm². With an exact surface it helps (3.6 ->
-    0.8 deg in tests/recon/test_refine.py): turn it on when the fit's object surface is good."""
+    refine_object_rotation: bool = True
+    """Optimise the object's per-frame rotation (kept near its start by w_object_rotation_prior)."""
+    w_object_rotation_prior: float = 30.0
+    """Weight per radian² of each frame's object rotation correction: a Gaussian prior around the
+    fit's rotation. The silhouettes of a rounded object leave some rotation directions nearly
+    unconstrained and Adam, which normalises its steps, random-walks along them: without the prior
+    the demo's rotation error went 1.9 -> 5.5 deg (even with the exact GT surface). Measured on six
+    synthetic runs (8-60 frames, docs/benchmarks.md): 30 lowered the error on all six (demo 1.95 ->
+    1.50 deg, 60 frames 256² 4.1 -> 2.8 deg); 10 did about as well, 50 and 100 less."""
     w_silhouette: float = 1.0
     """Weight per pixel of each silhouette term (inward and outward, hand and object)."""
     silhouette_resolution: int = 128
@@ -213,6 +217,8 @@ class Posed:
     obj_T: Float[Tensor, "B 4 4"] | None
     obj_scale: Tensor | None
     obj_points: Float[Tensor, "B N 3"] | None
+    obj_rot_delta: Float[Tensor, "B 3"] | None
+    """The object's rotation correction (axis-angle, camera frame) relative to the fit's rotation."""
 
 
 class RefineProblem:
@@ -292,15 +298,16 @@ class RefineProblem:
             # posed = R (x - j) + j + transl: global_orient pivots about the root joint in every backend
             move = lambda x: torch.einsum("bij,bnj->bni", R, x - j) + j + transl[:, None]  # noqa: E731
             pts[s], kps[s], Rs[s], ts[s], poses[s] = move(loc["points"]), move(loc["keypoints"]), R, transl, hand_pose
-        obj_T = obj_s = obj_pts = None
+        obj_T = obj_s = obj_pts = obj_dw = None
         if self.obj is not None:
+            obj_dw = var.obj_rot[frames]
             T0 = self.obj_T0[frames]
-            R = axis_angle_to_matrix(var.obj_rot[frames]) @ T0[:, :3, :3]
+            R = axis_angle_to_matrix(obj_dw) @ T0[:, :3, :3]
             t = T0[:, :3, 3] + var.obj_transl[frames]
             obj_T = torch.cat([torch.cat([R, t[..., None]], -1), T0[:, 3:]], 1)
             obj_s = self.obj_scale0 * var.obj_log_scale.exp()
             obj_pts = torch.einsum("bij,nj->bni", obj_T[:, :3, :3], obj_s * self.obj_x) + obj_T[:, None, :3, 3]
-        return Posed(pts, kps, Rs, ts, poses, obj_T, obj_s, obj_pts)
+        return Posed(pts, kps, Rs, ts, poses, obj_T, obj_s, obj_pts, obj_dw)
 
     def object_sdf_m(self, posed: Posed, x_cam: Tensor) -> Tensor:
         """Object SDF (metres) at hand points; the object's pose and scale get only
@@ -354,6 +361,8 @@ class RefineProblem:
                 out["penetration"] = out.get("penetration", 0) + penetration_loss(sdf)
                 out["penetration_max_m"] = torch.maximum(out.get("penetration_max_m", torch.zeros_like(c)),
                                                          penetration_depth(sdf.detach()))
+        if self.obj is not None and cfg.refine_object_rotation:
+            out["object_rotation_prior"] = posed.obj_rot_delta.square().sum(-1)
         # smoothness over the batch, with the refined context frames in front
         def seq_of(get):
             x = get(posed)
@@ -375,7 +384,8 @@ class RefineProblem:
         for k in ("sil_hand_in", "sil_hand_out", "sil_object_in", "sil_object_out"):
             if k in t:
                 per_frame = per_frame + c.w_silhouette * t[k]
-        for k, w in (("keypoints", c.w_keypoints), ("contact", c.w_contact), ("penetration", c.w_penetration)):
+        for k, w in (("keypoints", c.w_keypoints), ("contact", c.w_contact), ("penetration", c.w_penetration),
+                     ("object_rotation_prior", c.w_object_rotation_prior)):
             if k in t:
                 per_frame = per_frame + w * t[k]
         loss = per_frame.mean() if torch.is_tensor(per_frame) else torch.zeros((), device=self.device)

@@ -76,8 +76,7 @@ def fit_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def refined(fit_run):
     out = fit_run.parent / "refine"
-    # an exact object surface here, so rotating the object is worth it (off by default, see RefineConfig)
-    refine(fit_run, out, RefineConfig(steps=100, refine_object_rotation=True), progress=False)
+    refine(fit_run, out, RefineConfig(steps=100), progress=False)
     return out
 
 
@@ -140,7 +139,7 @@ def test_rigid_shortcut_matches_the_hand_model(fit_run):
 
 def test_rerun_is_a_no_op_and_cli(refined, fit_run, capsys):
     stamp = (refined / "refine.json").stat().st_mtime_ns
-    refine(fit_run, refined, RefineConfig(steps=100, refine_object_rotation=True), progress=True)
+    refine(fit_run, refined, RefineConfig(steps=100), progress=True)
     assert (refined / "refine.json").stat().st_mtime_ns == stamp
     assert "up to date" in capsys.readouterr().out
     out = fit_run.parent / "refine_cli"
