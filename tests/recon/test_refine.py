@@ -155,3 +155,30 @@ def test_rerun_is_a_no_op_and_cli(refined, fit_run, capsys):
         refine_command([str(fit_run), "--out", str(out), "steps=many"])
     with pytest.raises(FileNotFoundError, match="not a finished training run"):
         refine(out, out / "x")
+
+
+def test_object_rotation_prior_is_a_gaussian_on_the_correction(fit_run):
+    """The prior adds w |dw|² per frame (mean over frames) for the object's rotation correction dw,
+    and nothing at the fit's rotation; off when object rotation is not refined."""
+    from recon.export import load_run
+
+    model, _, build = load_run(fit_run)
+    model.requires_grad_(False)
+    seq = load_sequence(build)
+    cfg = RefineConfig(object_mesh_resolution=24, w_object_rotation_prior=7.0)
+    problem = RefineProblem(model, seq, cfg, "cpu")
+    frames = torch.arange(8)
+    var = problem.variables()
+    t0 = problem.terms(problem.pose(var, frames), frames)
+    assert torch.equal(t0["object_rotation_prior"], torch.zeros(8))
+    dw = torch.randn(8, 3, generator=torch.Generator().manual_seed(0)) * 0.05
+    with torch.no_grad():
+        var.obj_rot[:] = dw
+        t1 = problem.terms(problem.pose(var, frames), frames)
+        assert torch.allclose(t1["object_rotation_prior"], dw.square().sum(-1))
+        no_prior = {k: v for k, v in t1.items() if k != "object_rotation_prior"}
+        extra = float(problem.total(t1) - problem.total(no_prior))  # float32 totals of ~10: 1e-4 absolute
+    assert extra == pytest.approx(7.0 * float(dw.square().sum(-1).mean()), abs=1e-4)
+    off = RefineProblem(model, seq, RefineConfig(object_mesh_resolution=24, refine_object_rotation=False), "cpu")
+    with torch.no_grad():
+        assert "object_rotation_prior" not in off.terms(off.pose(var, frames), frames)
