@@ -183,7 +183,7 @@ class PipelineProgress:
 
     def eta_s(self) -> float:
         """Seconds left for the whole pipeline (estimate)."""
-        est_left = sum(v for k, v in self.estimates.items())
+        est_left = sum(self.estimates.values())
         if self.stage is not None:
             est_left -= self.estimates.get(self.stage, 0.0) * self.stage_frac
         elapsed_real = self.done_real + (time.perf_counter() - self.stage_t0 if self.stage else 0.0)
@@ -499,10 +499,9 @@ def _pipeline_stages(planned: list[str], build: Path, run: Path, cfg: Reconstruc
 
 
 def _refine_cost(cfg, num_frames: int) -> float:
-    """Rough seconds of stage refine: Adam steps per batch of frames x batches."""
-    per_batch = int(getattr(cfg, "batch_frames", 0) or 0)  # display only: tolerate a renamed field
-    batches = -(-num_frames // per_batch) if per_batch > 0 else 1
-    return 0.3 * float(getattr(cfg, "steps", 150)) * batches + 5.0
+    """Rough seconds of stage refine (cfg: a RefineConfig): Adam steps per batch of frames x batches."""
+    batches = -(-num_frames // cfg.batch_frames) if cfg.batch_frames > 0 else 1
+    return 0.3 * cfg.steps * batches + 5.0
 
 
 def summarize(run: Path, record: RunRecord, planned: list[str], ran: dict[str, bool], wall_s: float) -> dict:

@@ -20,9 +20,9 @@ from scratch.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from hold.run_dir import read_run_json
 from recon.config import TrainConfig
 from recon.train import train
 
@@ -33,7 +33,7 @@ def fit_build(fit_run: Path) -> Path:
     if not record.exists():
         raise FileNotFoundError(f"{record} does not exist: {fit_run} is not a training run; "
                                 f"fix: run `hold train BUILD --out {fit_run}` first")
-    return Path(json.loads(record.read_text())["build"])
+    return Path(read_run_json(fit_run)["build"])
 
 
 def train_final(fit_run: Path, poses: Path, out: Path, cfg: TrainConfig, warm_start: bool = True,

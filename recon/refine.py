@@ -5,8 +5,8 @@ mesh is the hand surface. Per frame, the hands' global orientation and translati
 optionally) and the object's pose, plus the one object scale, are optimised with Adam for a fixed
 number of steps against (hold.pose_losses): silhouettes of each node vs the build's label masks,
 the build's 2D hand keypoints, contact of the hand's contact zones with the object surface where
-they are already close, penetration of the hand into the object, temporal smoothness, and a prior that keeps each
-frame's object rotation near the fit's (RefineConfig.w_object_rotation_prior).
+they are already close, penetration of the hand into the object, temporal smoothness, and a prior
+that keeps each frame's object rotation near the fit's (RefineConfig.w_object_rotation_prior).
 Starts from the fit run's CURRENT poses (what `fit` trained). By default contact and penetration
 move only the hand (RefineConfig.object_contact_share): the object follows its silhouette,
 smoothness and rotation prior, which measured better than letting a noisy hand drag it.
@@ -54,7 +54,9 @@ from hold.pose_losses import (
 )
 from hold.progress import track
 from hold.rendering import LABELS
+from hold.run_dir import load_trained_model
 from hold.video import write_mp4
+from recon.train import device_of
 
 REFINE_JSON = "refine.json"
 
@@ -89,8 +91,9 @@ class RefineConfig:
     fit's rotation. The silhouettes of a rounded object leave some rotation directions nearly
     unconstrained and Adam, which normalises its steps, random-walks along them: without the prior
     the demo's rotation error went 1.9 -> 5.5 deg (even with the exact GT surface). Measured on six
-    synthetic runs (8-60 frames, docs/benchmarks.md): 30 lowered the error on all six (demo 1.95 ->
-    1.50 deg, 60 frames 256² 4.1 -> 2.8 deg); 10 did about as well, 50 and 100 less."""
+    synthetic runs (8-60 frames, 150 steps, docs/benchmarks.md): 30 lowered the error on all six
+    (demo fit 1.95 -> 1.50 deg; 1.52 with the demo preset's 100 steps; 60 frames 256² 4.1 -> 2.8
+    deg); 10 did about as well, 50 and 100 less."""
     w_silhouette: float = 1.0
     """Weight per pixel of each silhouette term (inward and outward, hand and object)."""
     silhouette_resolution: int = 128
@@ -221,6 +224,12 @@ class Posed:
     """The object's rotation correction (axis-angle, camera frame) relative to the fit's rotation."""
 
 
+def to_working_pixels(uv: Float[Tensor, "... 2"], f: int) -> Float[Tensor, "... 2"]:
+    """Image pixels -> pixels of a label map subsampled as labels[f // 2::f, f // 2::f]: working pixel i
+    is original pixel f i + f // 2, so that pixel's centre (f i + f // 2 + 0.5) maps to i + 0.5."""
+    return (uv - (f // 2 + 0.5)) / f + 0.5
+
+
 class RefineProblem:
     """Everything the refinement needs of a fitted run, and the loss terms of any pose state."""
 
@@ -330,7 +339,7 @@ class RefineProblem:
             if not self.has_masks:
                 continue
             uv, z = project_with_depth(self.K, x)
-            uv = uv / self.sil_factor  # working pixels: pixel centres stay at +0.5
+            uv = to_working_pixels(uv, self.sil_factor)
             sil, ok = self.sil[name], z > 1e-3
             idx = None if nearest is None else nearest.get(name)
             if idx is None:
@@ -432,9 +441,10 @@ def optimize(problem: RefineProblem, var: PoseVariables, progress: bool = True) 
             opt = torch.optim.Adam(groups)
             sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
             ctx_frames = torch.arange(max(0, int(frames[0]) - 2), int(frames[0]), device=problem.device)
+            with torch.no_grad():  # earlier batches' frames: fixed while this batch is optimised
+                context = problem.pose(var, ctx_frames) if len(ctx_frames) else None
         if i % max(cfg.nearest_every, 1) == 0:
             nearest: dict[str, Tensor] = {}
-        context = problem.pose(var, ctx_frames) if len(ctx_frames) else None
         loss = problem.total(problem.terms(problem.pose(var, frames), frames, context, nearest))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -556,20 +566,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("refine: device=cuda was asked for but torch sees no CUDA device. Fix: device=cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"refine: device must be 'auto', 'cpu' or 'cuda', got {name!r}")
-    return name
-
-
 def refine(fit_run: Path, out: Path, cfg: RefineConfig | None = None, progress: bool = True) -> Path:
     """Refine the poses of the trained run `fit_run` into `out` (see the module docstring); returns `out`."""
-    from recon.export import load_run
-
     cfg = cfg or RefineConfig()
     fit_run, out = Path(fit_run), Path(out)
     model_pt = fit_run / "checkpoints" / "model.pt"
@@ -588,13 +586,12 @@ def refine(fit_run: Path, out: Path, cfg: RefineConfig | None = None, progress: 
                 print(f"hold refine: {out} is up to date (same fit model and config); nothing to do")
             return out
     t0 = time.perf_counter()
-    device = _device(cfg.device)
-    model, _, build = load_run(fit_run)
-    model.to(device).requires_grad_(False)
+    device = device_of(cfg)
+    trained = load_trained_model(fit_run, device)
+    model, build = trained.model.requires_grad_(False), trained.build
     seq = load_sequence(build)
-    run_json = json.loads((fit_run / "run.json").read_text())
-    if run_json.get("poses_from"):
-        seq = with_poses_from(seq, run_json["poses_from"])
+    if trained.poses_from is not None:
+        seq = with_poses_from(seq, trained.poses_from)
     if not model.hands and model.object is None:
         raise ValueError(f"refine: {fit_run} has neither a hand nor an object; nothing to refine")
     t_load = time.perf_counter()

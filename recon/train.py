@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import hold
-from hold.config import REPO_CONFIGS, resolve_config, resolve_preset, to_yaml  # noqa: F401  (re-exported)
+from hold.config import resolve_config, resolve_preset, to_yaml
 from hold.data import load_sequence
 from hold.data.poses import with_poses_from
 from hold.data.schema import Sequence
@@ -50,11 +50,15 @@ def check_build(build: Path) -> None:
         raise ValueError(f"{build}: the build has neither a hand nor an object to reconstruct")
 
 
-def device_of(cfg: TrainConfig) -> str:
+def device_of(cfg) -> str:
+    """The torch device of a config with a `device` field: 'auto' (CUDA when available), 'cpu' or 'cuda'."""
     if cfg.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda was asked for but torch sees no CUDA device (CPU build of torch?)")
+        raise ValueError("device=cuda was asked for but torch sees no CUDA device (CPU build of torch?). "
+                         "Fix: device=cpu or auto")
     return cfg.device
 
 

@@ -182,3 +182,14 @@ def test_object_rotation_prior_is_a_gaussian_on_the_correction(fit_run):
     off = RefineProblem(model, seq, RefineConfig(object_mesh_resolution=24, refine_object_rotation=False), "cpu")
     with torch.no_grad():
         assert "object_rotation_prior" not in off.terms(off.pose(var, frames), frames)
+
+
+@pytest.mark.parametrize("f", [1, 2, 3, 4])
+def test_working_pixels_match_the_subsampled_masks(f):
+    """Label maps are subsampled as labels[f // 2::f]: original pixel f i + f // 2 is working pixel i,
+    so its centre must land on i + 0.5 (uv / f put it half an original pixel off for even f)."""
+    from recon.refine import to_working_pixels
+
+    i = torch.arange(5, dtype=torch.float64)
+    uv = torch.stack([f * i + f // 2 + 0.5, f * (i + 1) + f // 2 + 0.5], -1)
+    assert torch.allclose(to_working_pixels(uv, f), torch.stack([i + 0.5, i + 1.5], -1))
