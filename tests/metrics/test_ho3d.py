@@ -135,7 +135,12 @@ def test_load_with_mano_and_ycb(mini_ho3d):
     res = evaluate_trajectories(d, d, n_samples=500, config=FAST)
     assert res["num_valid_frames"] == 3 and res["mpjpe_ra_r"] == pytest.approx(0.0, abs=1e-9)
     assert res["cd_obj"] < 1e-6 and res["cd_h"] < 1e-6
-    assert res["pen_depth_mm"] == pytest.approx(res["gt_pen_depth_mm"])
+    # an object moved 1 cm along x in every frame: a 10 mm translation error, the shape still exact
+    moved = {**d, "object": {**d["object"], "T_cam_from_obj": d["object"]["T_cam_from_obj"].copy()}}
+    moved["object"]["T_cam_from_obj"][:, 0, 3] += 0.01
+    res = evaluate_trajectories(moved, d, n_samples=500, config=FAST)
+    assert res["obj_trans_err_mm_median"] == pytest.approx(10.0, abs=1e-3) and res["cd_obj"] < 1e-6
+    assert res["mrrpe_ho_mm"] == pytest.approx(10.0, abs=1e-3)
 
 
 def test_without_mano_joints_still_give_mpjpe_and_vertices_fail_clearly(mini_ho3d):
