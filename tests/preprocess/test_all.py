@@ -108,7 +108,6 @@ def test_prefixed_options_reach_each_step_config(tmp_path):
 
 
 def test_masks_fallback_options_go_to_the_estimate(tmp_path):
-    pytest.importorskip("preprocess.mask_estimate")
     p = build_parser()
     cfg = config_from_args(p.parse_args(["in.mp4", "--out", "seq", "--hands.keypoints", "k.json",
                                          "--masks.box", "1", "2", "30", "40"]), p)
@@ -116,8 +115,6 @@ def test_masks_fallback_options_go_to_the_estimate(tmp_path):
 
 
 def test_align_and_detector_options_reach_their_configs():
-    pytest.importorskip("preprocess.align")
-    pytest.importorskip("preprocess.hand_detect")
     p = build_parser()
     cfg = config_from_args(p.parse_args(["in.mp4", "--out", "seq", "--masks.dir", ".", "--align.no-residual",
                                          "--align.iters", "7", "--align.contact-offset", "0.004",
@@ -220,7 +217,6 @@ def test_no_hand_and_no_object_stop_at_their_step_and_keep_earlier_outputs(tiny,
 
 
 def test_without_keypoints_the_detector_runs_and_says_what_is_missing(tiny, tmp_path):
-    pytest.importorskip("preprocess.hand_detect")
     p = build_parser()
     cfg = config_from_args(p.parse_args([str(tiny["video"]), "--out", str(tmp_path / "seq"), "--until", "hands",
                                          "--hands.mediapipe-python", str(tmp_path / "no-python")]), p)
@@ -246,8 +242,6 @@ def test_video_without_a_hand_stops_at_the_detector(tiny, tmp_path):
     assert len(list((tmp_path / "seq" / "images").glob("*.png"))) == 10
 
 
-@pytest.mark.skipif("all" not in __import__("preprocess.cli").cli.STEPS,
-                    reason="preprocess/cli.py does not dispatch `hold preprocess all` yet")
 def test_cli_prints_one_message_without_traceback(tmp_path, capsys):
     from hold.cli import main as hold_main
 
@@ -266,8 +260,6 @@ E2E_FRAMES, E2E_SIZE = 32, 512
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
-    pytest.importorskip("preprocess.align")
-    pytest.importorskip("preprocess.build")
     from hold.synth.sequence import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("e2e")

@@ -74,8 +74,11 @@ def test_build_reconstructs_a_valid_trainable_sequence(seq_dir, capsys):
     before = (root / "sequence.json").read_text()
     assert main([str(root)]) == 0
     assert "up to date" in capsys.readouterr().err
+    stamp = (root / "sequence.json").stat().st_mtime_ns
     assert main([str(root), "--force"]) == 0
-    assert json.loads((root / "sequence.json").read_text())["K"] == json.loads(before)["K"]
+    assert "up to date" not in capsys.readouterr().err
+    assert (root / "sequence.json").stat().st_mtime_ns != stamp  # rewritten ...
+    assert json.loads((root / "sequence.json").read_text())["K"] == json.loads(before)["K"]  # ... the same K
 
 
 def test_missing_step_is_one_clear_message(seq_dir):

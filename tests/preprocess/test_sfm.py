@@ -240,7 +240,7 @@ def test_outputs_validate_and_the_record_says_what_was_estimated(synth):
         assert im.mode == "RGB" and im.size[0] >= 512
 
 
-def test_unchanged_step_is_skipped_and_force_redoes(synth, capsys):
+def test_unchanged_step_is_skipped(synth, capsys):
     seq, _, _ = synth
     before = (seq / "object.npz").stat().st_mtime_ns
     t0 = time.perf_counter()
