@@ -75,6 +75,8 @@ def rasterize_silhouette(
     out = np.zeros((H, W), bool)
     tri = np.asarray(uv, np.float64)[np.asarray(faces)]  # (F, 3, 2)
     tri = tri[np.isfinite(tri).all(axis=(1, 2))]
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    tri = tri[e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] != 0]  # zero area: every edge test would pass
     lo, hi = tri.min(axis=1), tri.max(axis=1)
     # pixel indices whose centres fall in the triangle's bounding box, clipped to the image
     u0 = np.maximum(np.ceil(lo[:, 0] - 0.5), 0).astype(np.int64)

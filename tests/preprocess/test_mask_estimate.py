@@ -82,6 +82,9 @@ def test_rasterize_pixel_centres():
     assert np.allclose(uv2[:2], [[5, 4], [5.5, 5]]) and np.isnan(uv2[2]).all() and z.tolist() == [1, 2, -1]
     assert not mt.rasterize_silhouette(np.array([[0, 0], [9, 0], [np.nan, np.nan]]), np.array([[0, 1, 2]]),
                                        (10, 9)).any()
+    # zero-area triangles (collinear, or a repeated vertex) cover nothing
+    flat = np.array([[1.0, 1.0], [7.0, 7.0], [4.0, 4.0], [8.0, 2.0]])
+    assert not mt.rasterize_silhouette(flat, np.array([[0, 1, 2], [0, 3, 3]]), (10, 9)).any()
 
 
 def test_morphology_and_bands():
