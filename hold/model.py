@@ -67,9 +67,13 @@ class HoldModel(nn.Module):
             params += [self.object.pose_delta, self.object.log_scale]
         return params
 
-    def network_parameters(self) -> list[nn.Parameter]:
+    def named_network_parameters(self) -> dict[str, nn.Parameter]:
+        """Network weights (fields, appearance codes, background) by name: every parameter but the poses."""
         pose_ids = {id(p) for p in self.pose_parameters()}
-        return [p for p in self.parameters() if id(p) not in pose_ids]
+        return {name: p for name, p in self.named_parameters() if id(p) not in pose_ids}
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        return list(self.named_network_parameters().values())
 
     # --- rendering -------------------------------------------------------------------------------
     def render(self, frame: Int[Tensor, "R"], pixel: Int[Tensor, "R 2"], with_grad: bool = False,

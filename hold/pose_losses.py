@@ -34,32 +34,29 @@ BACKGROUND_LABEL = 0
 # Silhouettes
 
 
-def silhouette_targets(
-    labels: UInt8[np.ndarray, "H W"], node_label: int, max_pixels: int, rng: np.random.Generator
-) -> tuple[Float[np.ndarray, "H W"], Float[np.ndarray, "M 2"], bool]:
-    """What the silhouette term of one node in one frame compares against (numpy, precomputed once).
+def allowed_distance(labels: UInt8[np.ndarray, "H W"]) -> tuple[Float[np.ndarray, "H W"], bool]:
+    """Where any node may be in one frame, for the silhouette terms (numpy, precomputed once per frame).
 
-    Returns (dist_outside, mask_uv, usable):
-    - dist_outside (H,W): distance in pixels from each pixel centre to the nearest pixel where the
-      node may appear: its own label, another foreground label (it may be hidden behind an
-      occluder: amodal) or 255 (unknown). Zero there; grows over the background.
-    - mask_uv (M,2): up to `max_pixels` pixel centres (x+0.5, y+0.5) labelled `node_label`, a random
-      subset when there are more (the visible part the projected node must cover).
-    - usable: False when no pixel may hold the node (then the frame gives no silhouette signal).
+    Returns (dist_outside, usable): the distance in pixels from each pixel centre to the nearest pixel
+    that is not background (a node's own label, another foreground label: it may be hidden behind an
+    occluder, amodal; or 255, unknown), zero there and growing over the background; usable is False
+    when no pixel may hold a node (then the frame gives no silhouette signal). The same for every node.
     """
-    labels = np.asarray(labels)
-    allowed = labels != BACKGROUND_LABEL  # own label, other foreground, ignore
-    usable = bool(allowed.any())
-    if usable:
-        dist = distance_transform_edt(~allowed).astype(np.float32)
-    else:
-        dist = np.zeros(labels.shape, np.float32)
-    ys, xs = np.nonzero(labels == node_label)
+    allowed = np.asarray(labels) != BACKGROUND_LABEL
+    if not allowed.any():
+        return np.zeros(allowed.shape, np.float32), False
+    return distance_transform_edt(~allowed).astype(np.float32), True
+
+
+def mask_pixels(labels: UInt8[np.ndarray, "H W"], node_label: int, max_pixels: int,
+                rng: np.random.Generator) -> Float[np.ndarray, "M 2"]:
+    """Up to `max_pixels` pixel centres (x+0.5, y+0.5) labelled `node_label`, a random subset when
+    there are more: the visible part of a node its projection must cover."""
+    ys, xs = np.nonzero(np.asarray(labels) == node_label)
     if len(xs) > max_pixels:
         pick = rng.choice(len(xs), max_pixels, replace=False)
         xs, ys = xs[pick], ys[pick]
-    mask_uv = np.stack([xs, ys], 1).astype(np.float32) + 0.5
-    return dist, mask_uv, usable
+    return np.stack([xs, ys], 1).astype(np.float32) + 0.5
 
 
 def bilinear_lookup(image: Float[Tensor, "B H W"], uv: Float[Tensor, "B N 2"]) -> Float[Tensor, "B N"]:

@@ -49,8 +49,8 @@ from hold.hands.contact import contact_zone_vertices, contact_zones
 from hold.mesh import MeshConfig, extract_mesh
 from hold.metrics import pose_errors
 from hold.pose_losses import (
-    contact_loss, keypoint_error_px, keypoint_loss, nearest_points, penetration_depth, penetration_loss, rigid_sdf_m,
-    rotation_acceleration, silhouette_loss, silhouette_targets, smoothness_loss, translation_acceleration,
+    allowed_distance, contact_loss, keypoint_error_px, keypoint_loss, mask_pixels, nearest_points, penetration_depth,
+    penetration_loss, rigid_sdf_m, rotation_acceleration, silhouette_loss, smoothness_loss, translation_acceleration,
 )
 from hold.progress import track
 from hold.rendering import LABELS
@@ -273,19 +273,18 @@ class RefineProblem:
         nodes = {s: h.label for s, h in self.hands.items()}
         if self.obj is not None:
             nodes["object"] = LABELS["object"]
-        dist, usable = None, None
+        allowed = [allowed_distance(lab) for lab in labels]
         for name, label in nodes.items():
-            per = [silhouette_targets(lab, label, self.cfg.mask_pixels, rng) for lab in labels]
-            if dist is None:  # the "where may a node be" distance is the same for every node
-                dist = torch.as_tensor(np.stack([p[0] for p in per]), device=self.device)
-                usable = torch.as_tensor([p[2] for p in per], device=self.device)
-            M = max(1, max(len(p[1]) for p in per))
+            per = [mask_pixels(lab, label, self.cfg.mask_pixels, rng) for lab in labels]
+            M = max(1, max(len(p) for p in per))
             uv = torch.zeros(self.T, M, 2, device=self.device)
             ok = torch.zeros(self.T, M, dtype=torch.bool, device=self.device)
             for i, p in enumerate(per):
-                uv[i, :len(p[1])] = torch.as_tensor(p[1], device=self.device)
-                ok[i, :len(p[1])] = True
+                uv[i, :len(p)] = torch.as_tensor(p, device=self.device)
+                ok[i, :len(p)] = True
             self.sil[name] = {"uv": uv, "ok": ok}
+        dist = torch.as_tensor(np.stack([a[0] for a in allowed]), device=self.device)
+        usable = torch.as_tensor([a[1] for a in allowed], device=self.device)
         self.sil_dist, self.sil_usable = dist, usable
 
     def variables(self) -> PoseVariables:

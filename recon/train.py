@@ -84,19 +84,13 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
-def network_state(model: HoldModel) -> dict[str, torch.Tensor]:
-    """The network weights of a model (fields, appearance codes, background): its state minus poses."""
-    pose_ids = {id(p) for p in model.pose_parameters()}
-    return {name: p for name, p in model.named_parameters() if id(p) not in pose_ids}
-
-
 def warm_start_(model: HoldModel, model_pt: Path) -> list[str]:
     """Copy the network weights (not the poses) of a finished run's model.pt into `model`; returns the names."""
     model_pt = Path(model_pt)
     if not model_pt.is_file():
         raise FileNotFoundError(f"init_from={model_pt}: no such file (expected a finished run's checkpoints/model.pt)")
     source = torch.load(model_pt, map_location="cpu", weights_only=False)["state_dict"]
-    target = network_state(model)
+    target = model.named_network_parameters()
     missing = sorted(set(target) - set(source))
     bad = [f"{k}: {tuple(source[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
            if k in source and source[k].shape != v.shape]

@@ -7,9 +7,9 @@ import torch
 
 from hold.geometry.rotations import axis_angle_to_matrix
 from hold.pose_losses import (
-    bilinear_lookup, contact_loss, distance_outside, gmof, keypoint_error_px, keypoint_loss, nearest_points,
-    penetration_depth, penetration_loss, rigid_sdf_m, rotation_acceleration, silhouette_loss, silhouette_targets,
-    smoothness_loss, translation_acceleration,
+    allowed_distance, bilinear_lookup, contact_loss, distance_outside, gmof, keypoint_error_px, keypoint_loss,
+    mask_pixels, nearest_points, penetration_depth, penetration_loss, rigid_sdf_m, rotation_acceleration,
+    silhouette_loss, smoothness_loss, translation_acceleration,
 )
 
 
@@ -20,17 +20,18 @@ def _labels():
     return lab
 
 
-def test_silhouette_targets_distances_and_pixels():
+def test_allowed_distance_and_mask_pixels():
     lab = _labels()
-    dist, uv, usable = silhouette_targets(lab, 1, max_pixels=1000, rng=np.random.default_rng(0))
+    (dist, usable), uv = allowed_distance(lab), mask_pixels(lab, 1, max_pixels=1000, rng=np.random.default_rng(0))
     assert usable and dist.shape == lab.shape and dist.dtype == np.float32
     assert dist[7, 15] == 0 and dist[13, 3] == 0          # on the node / on unknown pixels
     assert dist[7, 25] == pytest.approx(6.0)                # 6 pixels right of the last object column
     assert dist[0, 15] == pytest.approx(5.0)
     assert uv.shape == (50, 2) and uv.min(0).tolist() == [10.5, 5.5] and uv.max(0).tolist() == [19.5, 9.5]
-    _, uv_sub, _ = silhouette_targets(lab, 1, max_pixels=7, rng=np.random.default_rng(0))
+    uv_sub = mask_pixels(lab, 1, max_pixels=7, rng=np.random.default_rng(0))
     assert uv_sub.shape == (7, 2) and set(map(tuple, uv_sub)) <= set(map(tuple, uv))
-    _, uv_none, usable = silhouette_targets(np.zeros((4, 4), np.uint8), 2, 10, np.random.default_rng(0))
+    empty = np.zeros((4, 4), np.uint8)
+    (_, usable), uv_none = allowed_distance(empty), mask_pixels(empty, 2, 10, np.random.default_rng(0))
     assert not usable and uv_none.shape == (0, 2)
 
 
@@ -46,7 +47,7 @@ def test_bilinear_lookup_pixel_centres_and_interpolation():
 
 def test_silhouette_loss_known_answers_and_gradients():
     lab = _labels()
-    dist, mask_uv, _ = silhouette_targets(lab, 1, 1000, np.random.default_rng(0))
+    dist, mask_uv = allowed_distance(lab)[0], mask_pixels(lab, 1, 1000, np.random.default_rng(0))
     dist, mask_uv = torch.as_tensor(dist)[None], torch.as_tensor(mask_uv)[None]
     ok = torch.ones(1, mask_uv.shape[1], dtype=torch.bool)
     # points exactly on every mask pixel centre: both terms 0

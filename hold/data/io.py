@@ -258,6 +258,20 @@ def _check_records(root: Path, meta_raw: dict, hands: dict, obj: dict, log: Prob
     return meta
 
 
+def hand_track(arrays: dict, side: str, keypoints_2d: np.ndarray | None) -> HandTrack:
+    """The HandTrack of `side` from checked hands.npz arrays ('<side>/<field>' keys)."""
+    p = f"{side}/"
+    return HandTrack(side=side, global_orient=_f32(arrays[p + "global_orient"]),
+                     hand_pose=_f32(arrays[p + "hand_pose"]), betas=_f32(arrays[p + "betas"]),
+                     transl=_f32(arrays[p + "transl"]), valid=arrays[p + "valid"], keypoints_2d=keypoints_2d)
+
+
+def object_track(arrays: dict) -> ObjectTrack:
+    """The ObjectTrack from checked object.npz arrays."""
+    return ObjectTrack(T_cam_from_obj=_f32(arrays["T_cam_from_obj"]), scale=float(arrays["scale"]),
+                       points=_f32(arrays["points"]), valid=arrays["valid"])
+
+
 def load_sequence(root: Path | str, check: bool = True) -> Sequence:
     """Load a build (metadata + trajectories; frames stay on disk, read by Sequence.load_image).
 
@@ -274,27 +288,13 @@ def load_sequence(root: Path | str, check: bool = True) -> Sequence:
         arrays = read_npz(root / HANDS_NPZ, log, FIX_HANDS, f"sequence.json lists hands {meta.hands}")
         for side in meta.hands:
             check_hand_arrays(arrays, side, T, root / HANDS_NPZ, log, values=check)
-            p = f"{side}/"
-            kp = arrays.get(p + "keypoints_2d")
-            hands[side] = HandTrack(
-                side=side,
-                global_orient=_f32(arrays[p + "global_orient"]),
-                hand_pose=_f32(arrays[p + "hand_pose"]),
-                betas=_f32(arrays[p + "betas"]),
-                transl=_f32(arrays[p + "transl"]),
-                valid=arrays[p + "valid"],
-                keypoints_2d=None if kp is None else _f32(kp),
-            )
+            kp = arrays.get(f"{side}/keypoints_2d")
+            hands[side] = hand_track(arrays, side, None if kp is None else _f32(kp))
     obj = None
     if meta.has_object:
         arrays = read_npz(root / OBJECT_NPZ, log, FIX_OBJECT, "sequence.json has_object is true")
         check_object_arrays(arrays, T, root / OBJECT_NPZ, log, values=check)
-        obj = ObjectTrack(
-            T_cam_from_obj=_f32(arrays["T_cam_from_obj"]),
-            scale=float(arrays["scale"]),
-            points=_f32(arrays["points"]),
-            valid=arrays["valid"],
-        )
+        obj = object_track(arrays)
     W, H = meta.image_size
     return Sequence(
         root=root, num_frames=T, intrinsics=Intrinsics(K=meta.K, width=W, height=H), hands=hands,

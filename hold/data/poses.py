@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hold.data.errors import ProblemLog, SequenceError
-from hold.data.io import _f32, atomic_write_npz, read_npz, sequence_to_records
+from hold.data.io import atomic_write_npz, hand_track, object_track, read_npz, sequence_to_records
 from hold.data.schema import (
     HAND_SIDES, HANDS_NPZ, OBJECT_NPZ, HandTrack, Intrinsics, ObjectTrack, Sequence, check_hand_arrays,
     check_object_arrays,
@@ -102,18 +102,13 @@ def with_poses_from(seq: Sequence, folder: Path | str) -> Sequence:
                 if want != got:
                     raise SequenceError(path, p + name, found=f"shape {got}", expected=f"{want} like the "
                                         f"sequence's (same hand model {seq.hand_model!r})", fix=FIX_POSES)
-            hands[side] = HandTrack(
-                side=side, global_orient=_f32(arrays[p + "global_orient"]), hand_pose=_f32(arrays[p + "hand_pose"]),
-                betas=_f32(arrays[p + "betas"]), transl=_f32(arrays[p + "transl"]), valid=arrays[p + "valid"],
-                keypoints_2d=track.keypoints_2d,
-            )
+            hands[side] = hand_track(arrays, side, track.keypoints_2d)
     obj = None
     path = folder / OBJECT_NPZ
     if seq.object is not None:
         arrays = read_npz(path, log, FIX_POSES, "the sequence has an object")
         check_object_arrays(arrays, T, path, log)
-        obj = ObjectTrack(T_cam_from_obj=_f32(arrays["T_cam_from_obj"]), scale=float(arrays["scale"]),
-                          points=_f32(arrays["points"]), valid=arrays["valid"])
+        obj = object_track(arrays)
     elif path.exists():
         raise SequenceError(path, None, message="exists but the sequence has no object (has_object is false)",
                             fix="use the pose folder written for this sequence; " + FIX_POSES)

@@ -17,7 +17,7 @@ from hold.synth.sequence import EstimateNoise, SynthConfig, generate  # noqa: E4
 from recon.config import TrainConfig  # noqa: E402
 from recon.export import load_run  # noqa: E402
 from recon.final import train_final  # noqa: E402
-from recon.train import network_state, resolve_preset, train  # noqa: E402
+from recon.train import resolve_preset, train  # noqa: E402
 
 TINY = ["max_steps=6", "checkpoint_every=3", "log_every=3", "sampler.rays_per_batch=32", "sampler.frames_per_batch=2",
         "model.hand_prefit_steps=2", "model.object.n_coarse=4", "model.object.n_importance=4",
@@ -57,7 +57,7 @@ def test_warm_start_copies_networks_not_poses_and_poses_come_from_the_folder(fit
     train_final(root / "fit", root / "poses", root / "fresh", _cfg("lr=0.0"), warm_start=False, progress=False)
     fit, warm, fresh = _state(root / "fit"), _state(root / "warm"), _state(root / "fresh")
     model, _, _ = load_run(root / "warm")
-    nets = list(network_state(model))
+    nets = list(model.named_network_parameters())
     assert any(k.startswith("object.sdf") for k in nets) and not any(k.endswith("pose_delta") for k in nets)
     for k in nets:
         assert torch.equal(warm[k], fit[k]), k  # warm: the fit's networks
