@@ -81,7 +81,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hold.demo import run_demo
 
-    return run_demo(Path(args.out), frames=args.frames, size=tuple(args.size), seed=args.seed, quick=args.quick,
+    return run_demo(Path(args.out), frames=args.frames, size=args.size, seed=args.seed, quick=args.quick,
                     overrides=args.overrides, progress=not args.quiet)
 
 
@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "metrics.json in OUT (about 10 minutes on 2 CPU cores). key=value arguments "
                                    "override the reconstruct config, e.g. fit.max_steps=200.")
     s.add_argument("--out", default="hold_demo", help="output folder (default: ./hold_demo)")
-    s.add_argument("--frames", type=int, default=16)
-    s.add_argument("--size", type=int, nargs=2, default=(96, 96), metavar=("W", "H"))
+    s.add_argument("--frames", type=int, default=None, help="default 16 (--quick: 4)")
+    s.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"), help="default 96 96 (--quick: 40 32)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quick", action="store_true", help="seconds-long version: 4 tiny frames, a few steps per stage")
     s.add_argument("--quiet", action="store_true", help="no progress display")

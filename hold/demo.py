@@ -31,14 +31,15 @@ def synthesize(build: Path, frames: int, size: tuple[int, int], seed: int, progr
     return build
 
 
-def run_demo(out: Path, frames: int = 16, size: tuple[int, int] = (96, 96), seed: int = 0, quick: bool = False,
-             overrides: list[str] = (), progress: bool = True) -> int:
+def run_demo(out: Path, frames: int | None = None, size: tuple[int, int] | None = None, seed: int = 0,
+             quick: bool = False, overrides: list[str] = (), progress: bool = True) -> int:
+    """Synthesize and reconstruct the demo; frames/size default to 16 frames 96x96 (quick: 4 frames 40x32)."""
     from hold.reconstruct import print_interrupted, print_summary, reconstruct, resolve_reconstruct_config
     from hold.synth.preview import contact_sheet
 
     out = Path(out)
-    if quick:
-        frames, size = min(frames, 4), (40, 32)
+    frames = frames if frames is not None else (4 if quick else 16)
+    size = tuple(size) if size is not None else ((40, 32) if quick else (96, 96))
     cfg = resolve_reconstruct_config(["demo_quick" if quick else "demo"], list(overrides))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
