@@ -45,12 +45,12 @@ from hold.data.schema import (
 from hold.hands import KEYPOINT_PARENTS, load_hand_model
 from hold.progress import track
 from preprocess.align_fit import (
-    AlignFitConfig, HandProblem, ObjectProblem, fit_hand_translation, fit_joint, fit_object,
-    hand_points, reprojection_px, subsample,
+    AlignFitConfig, HandProblem, ObjectProblem, fit_hand_translation, fit_joint, fit_object, hand_points, subsample,
 )
 from preprocess.frames import contact_sheet
+from preprocess.hand_fit import reprojection_errors, torch_threads
 from preprocess.records import fingerprint, load_record, remove_record, should_skip, write_record
-from preprocess.sfm import load_intrinsics
+from preprocess.sfm import load_intrinsics, project_points
 
 STEP = "align"
 QA_PATH = "qa/align.png"
@@ -84,16 +84,6 @@ def _say(msg: str) -> None:
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(max(1, n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,9 +196,9 @@ def _hand_model_name(seq_dir: Path) -> tuple[str, str | None]:
 
 
 def _project(K: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    z = x[..., 2]
-    uv = (x @ K.T)[..., :2] / np.where(z > 1e-9, z, 1.0)[..., None]
-    return uv, z > 1e-9
+    """sfm.project_points of camera-frame points of any batch shape (..., 3): (uv, in front)."""
+    uv, front = project_points(K, np.eye(4), 1.0, x.reshape(-1, 3))
+    return uv.reshape(*x.shape[:-1], 2), front.reshape(x.shape[:-1])
 
 
 def _dot(draw: ImageDraw.ImageDraw, u: float, v: float, r: float, colour: tuple) -> None:
@@ -310,7 +300,7 @@ def run_align(seq_dir: str | Path, cfg: AlignConfig | None = None, force: bool =
     for side in sides:
         check_hand_arrays(hands_in, side, T, seq_dir / HANDS_NPZ, log)
     obj_valid = obj_in["valid"].astype(bool)
-    with _torch_threads(cfg.threads):
+    with torch_threads(cfg.threads):
         result = _fit(seq_dir, cfg, hands_in, obj_in, sides, K, K_hands, model_name, mano_dir, obj_valid, T,
                       progress)
     t1 = time.perf_counter()
@@ -389,7 +379,7 @@ def _fit(seq_dir: Path, cfg: AlignConfig, hands_in: dict, obj_in: dict, sides: l
     timings: dict[str, float] = {}
     bar = iter(track(range(3), "align: hands (h), object (o), joint (ho)", 3, enabled=progress))
     t0 = time.perf_counter()
-    problems, transl, det_any, before, hand_valid_any = [], [], np.zeros(T, bool), [], np.zeros(T, bool)
+    problems, transl, det_any, before = [], [], np.zeros(T, bool), []
     for side in sides:
         model = load_hand_model(model_name, side, mano_dir)
         p = {k: torch.as_tensor(hands_in[f"{side}/{k}"], dtype=torch.float32)
@@ -408,12 +398,11 @@ def _fit(seq_dir: Path, cfg: AlignConfig, hands_in: dict, obj_in: dict, sides: l
                             "projection under the hands step's K")
         kp2d_t = torch.as_tensor(kp2d, dtype=torch.float64)
         init = p["transl"].double()
-        before.append(reprojection_px(kp_local + init[:, None], kp2d_t, Kt))
+        before.append(reprojection_errors(Kt, kp_local + init[:, None], kp2d_t))
         tr, det = fit_hand_translation(kp_local, kp2d_t, Kt, init, cfg.fit)
         problems.append(HandProblem(kp_local, surf, kp2d_t))
         transl.append(tr)
         det_any |= det.numpy() & valid
-        hand_valid_any |= valid
     timings["hands_h"] = time.perf_counter() - t0
     next(bar, None)
     frames = torch.as_tensor(obj_valid & det_any)
@@ -426,7 +415,7 @@ def _fit(seq_dir: Path, cfg: AlignConfig, hands_in: dict, obj_in: dict, sides: l
     problem = ObjectProblem(R=torch.as_tensor(obj_in["T_cam_from_obj"][:, :3, :3]),
                             t_sfm=torch.as_tensor(obj_in["T_cam_from_obj"][:, :3, 3]),
                             s_sfm=float(obj_in["scale"]), x_obj=torch.as_tensor(obj_in["points"]), K=Kt,
-                            frames=frames)
+                            frames=frames, max_points=cfg.fit.max_points)
     t1 = time.perf_counter()
     try:
         fit_o = fit_object(problem, hand_points(problems, transl), cfg.fit)
@@ -440,7 +429,7 @@ def _fit(seq_dir: Path, cfg: AlignConfig, hands_in: dict, obj_in: dict, sides: l
     next(bar, None)
     for _ in bar:
         pass
-    after = [reprojection_px(h.kp_local + t[:, None], h.keypoints_2d, Kt) for h, t in zip(problems, transl_ho)]
+    after = [reprojection_errors(Kt, h.kp_local + t[:, None], h.keypoints_2d) for h, t in zip(problems, transl_ho)]
     if not math.isfinite(fit_ho.alpha) or fit_ho.alpha <= 0:
         raise SequenceError(seq_dir / OBJECT_NPZ, "scale", found=f"a fitted SfM-to-metres factor {fit_ho.alpha}",
                             expected="a finite positive factor", fix="check qa/sfm.png and qa/hands.png")

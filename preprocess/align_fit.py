@@ -38,7 +38,7 @@ hand (its size is the hand model's) but under another K. Three robust sub-proble
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Bool, Float
@@ -46,6 +46,8 @@ from torch import Tensor
 
 from hold.geometry.camera import project_with_depth
 from hold.geometry.rotations import interpolate_linear
+from hold.pose_losses import translation_acceleration
+from preprocess.hand_fit import detected_frames, gmof, solve_translation
 
 MIN_KEYPOINTS = 4
 """A frame's detection needs this many confident keypoints to fix a translation (2 equations each)."""
@@ -106,7 +108,7 @@ class AlignFitConfig:
     joint_iters: int = 80
     """L-BFGS iterations of the joint fit (ho)."""
     max_points: int = 1024
-    """Object points used by the contact terms (evenly subsampled)."""
+    """Object points used by the contact terms (evenly subsampled; pass it to ObjectProblem)."""
     active_points: int = 64
     """Per frame, the hand points nearest to the object after the scale search that the L-BFGS stages use (the
     others are too far to touch or penetrate it; the centroid hinge uses all)."""
@@ -118,16 +120,6 @@ class AlignFitConfig:
 
 # ----------------------------------------------------------------------------------------------
 # Small pieces
-
-
-def gmof(r2: Tensor, scale: float) -> Tensor:
-    """Geman-McClure of a squared residual, normalized: r2 / (r2 + scale^2) in [0, 1)."""
-    return r2 / (r2 + scale * scale)
-
-
-def acceleration(x: Float[Tensor, "T 3"]) -> Float[Tensor, "T2 3"]:
-    """Second differences x[t+1] - 2 x[t] + x[t-1] (empty for T < 3)."""
-    return x[2:] - 2.0 * x[1:-1] + x[:-2]
 
 
 def subsample(n: int, k: int) -> Tensor:
@@ -160,30 +152,6 @@ def _lbfgs(params: list[Tensor], closure_loss, iters: int) -> float:
 # (h) hand translation
 
 
-def detected_frames(keypoints_2d: Float[Tensor, "T 21 3"]) -> Bool[Tensor, " T"]:
-    """Frames with at least MIN_KEYPOINTS confident keypoints."""
-    return (keypoints_2d[..., 2] > 0).sum(-1) >= MIN_KEYPOINTS
-
-
-def linear_translation(
-    kp_local: Float[Tensor, "T 21 3"], keypoints_2d: Float[Tensor, "T 21 3"], K: Float[Tensor, "3 3"]
-) -> Float[Tensor, "T 3"]:
-    """Per frame the translation t minimizing the confidence-weighted algebraic reprojection error of
-    kp_local + t: (u - cx)(z + t_z) = fx (x + t_x) and (v - cy)(z + t_z) = fy (y + t_y), linear in t."""
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    x, y, z = kp_local.unbind(-1)
-    du, dv = keypoints_2d[..., 0] - cx, keypoints_2d[..., 1] - cy
-    w = keypoints_2d[..., 2].clamp(min=0).sqrt()
-    zero = torch.zeros_like(du)
-    # rows: [-fx, 0, du] t = fx x - du z ; [0, -fy, dv] t = fy y - dv z
-    A = torch.cat([torch.stack([-fx.expand_as(du), zero, du], -1), torch.stack([zero, -fy.expand_as(dv), dv], -1)], 1)
-    b = torch.cat([fx * x - du * z, fy * y - dv * z], 1)
-    ww = torch.cat([w, w], 1)[..., None]
-    AtA = (A * ww).transpose(1, 2) @ (A * ww) + 1e-9 * torch.eye(3, dtype=A.dtype)
-    Atb = (A * ww).transpose(1, 2) @ (b[..., None] * ww)
-    return torch.linalg.solve(AtA, Atb)[..., 0]
-
-
 def keypoint_reprojection(
     kp_cam: Float[Tensor, "T 21 3"], keypoints_2d: Float[Tensor, "T 21 3"], K: Float[Tensor, "3 3"], scale_px: float
 ) -> Float[Tensor, " T"]:
@@ -194,17 +162,6 @@ def keypoint_reprojection(
     rho = torch.where(z > 1e-4, gmof(r2, scale_px), torch.ones_like(r2))
     w = keypoints_2d[..., 2].clamp(min=0)
     return (w * rho).sum(-1) / w.sum(-1).clamp(min=1e-9)
-
-
-def reprojection_px(
-    kp_cam: Float[Tensor, "T 21 3"], keypoints_2d: Float[Tensor, "T 21 3"], K: Float[Tensor, "3 3"]
-) -> Float[Tensor, " T"]:
-    """Per frame: confidence-weighted mean keypoint reprojection error (pixels; NaN without detections)."""
-    uv, _ = project_with_depth(K, kp_cam)
-    err = (uv - keypoints_2d[..., :2]).norm(dim=-1)
-    w = keypoints_2d[..., 2].clamp(min=0)
-    out = (w * err).sum(-1) / w.sum(-1).clamp(min=1e-9)
-    return torch.where(w.sum(-1) > 0, out, torch.full_like(out, float("nan")))
 
 
 def fit_hand_translation(
@@ -220,13 +177,14 @@ def fit_hand_translation(
     usable detection get the translation lerped between their detected neighbours (held at the ends); when no
     frame has one, `transl_init` is returned unchanged.
     """
-    det = detected_frames(keypoints_2d)
+    det = detected_frames(keypoints_2d, MIN_KEYPOINTS)
     if not det.any():
         return transl_init.clone(), det
-    kp, obs = kp_local[det].double(), keypoints_2d[det].double()
-    t0 = linear_translation(kp, obs, K.double())
+    kp, obs, prior = kp_local[det].double(), keypoints_2d[det].double(), transl_init[det].double()
+    # closed form (L-BFGS below refines it); contiguous: L-BFGS views the gradient flat
+    t0 = solve_translation(K.double(), kp, obs, prior).contiguous()
     bad = ~torch.isfinite(t0).all(-1) | (t0[:, 2] + kp[..., 2].mean(-1) <= 1e-3)
-    t0[bad] = transl_init[det][bad].double()
+    t0[bad] = prior[bad]
     t = t0.clone().requires_grad_(True)
     _lbfgs([t], lambda: keypoint_reprojection(kp + t[:, None], obs, K.double(), cfg.keypoint_scale_px).sum(),
            cfg.hand_iters)
@@ -255,12 +213,23 @@ class ObjectProblem:
     """Intrinsics the SfM points reproject with (pixels)."""
     frames: Bool[Tensor, " T"]
     """Frames whose object pose and a hand are both observed: the contact terms act there."""
+    max_points: int
+    """Object points the contact terms use (evenly subsampled: AlignFitConfig.max_points)."""
+    idx: Tensor = field(init=False)
+    """Indices of those points in x_obj."""
+    normals: Float[Tensor, "N2 3"] = field(init=False)
+    """Outward normals of the points `idx` (estimated from those points, canonical frame)."""
+    spacing: float = field(init=False)
+    """Sampling step of the points `idx` (canonical units)."""
 
     def __post_init__(self) -> None:  # one dtype (float64: metres and pixels mix, L-BFGS wants precision)
         for name in ("R", "t_sfm", "x_obj", "K"):
             setattr(self, name, torch.as_tensor(getattr(self, name), dtype=torch.float64))
         self.s_sfm = float(self.s_sfm)
         self.frames = torch.as_tensor(self.frames, dtype=torch.bool)
+        self.idx = subsample(self.x_obj.shape[0], self.max_points)
+        x = self.x_obj[self.idx]
+        self.normals, self.spacing = estimate_normals(x), point_spacing(x)
 
     def points_cam(self, log_alpha: Tensor, delta: Float[Tensor, "F 3"], idx: Tensor, frames: Tensor
                    ) -> Float[Tensor, "F N 3"]:
@@ -268,21 +237,9 @@ class ObjectProblem:
         x_sfm = torch.einsum("fij,nj->fni", self.R[frames], self.s_sfm * self.x_obj[idx]) + self.t_sfm[frames, None]
         return log_alpha.exp() * x_sfm + delta[:, None]
 
-    def normals_cam(self, idx: Tensor, frames: Tensor) -> Float[Tensor, "F N 3"]:
-        """Outward normals of the canonical points `idx` (estimated from those points) rotated into `frames`."""
-        self._cache(idx)
-        return torch.einsum("fij,nj->fni", self.R[frames], self._normals)
-
-    def spacing(self, idx: Tensor) -> float:
-        """Sampling step of the canonical points `idx` (canonical units)."""
-        self._cache(idx)
-        return self._spacing
-
-    def _cache(self, idx: Tensor) -> None:
-        key = (int(idx.numel()), int(idx.sum()))
-        if getattr(self, "_normals_key", None) != key:
-            x = self.x_obj[idx]
-            self._normals, self._spacing, self._normals_key = estimate_normals(x), point_spacing(x), key
+    def normals_cam(self, frames: Tensor) -> Float[Tensor, "F N2 3"]:
+        """The outward normals of the points `idx` rotated into `frames`."""
+        return torch.einsum("fij,nj->fni", self.R[frames], self.normals)
 
     def centre_cam(self, log_alpha: Tensor, delta: Float[Tensor, "F 3"], frames: Tensor) -> Float[Tensor, "F 3"]:
         """The object centre (canonical origin) in the camera frame."""
@@ -330,13 +287,13 @@ def signed_surface_distance(
 
 def contact_terms(
     problem: ObjectProblem, hand_points: Float[Tensor, "F M 3"], hand_centroid: Float[Tensor, "F 3"],
-    log_alpha: Tensor, delta: Float[Tensor, "F 3"], frames: Tensor, idx: Tensor, cfg: AlignFitConfig,
+    log_alpha: Tensor, delta: Float[Tensor, "F 3"], frames: Tensor, cfg: AlignFitConfig,
 ) -> dict[str, Float[Tensor, " F"]]:
     """Per-frame contact, penetration and centroid costs of hand surface points against the object in `frames`."""
-    surface = problem.points_cam(log_alpha, delta, idx, frames)
+    surface = problem.points_cam(log_alpha, delta, problem.idx, frames)
     centre = problem.centre_cam(log_alpha, delta, frames)
-    lateral = cfg.max_lateral_spacings * problem.spacing(idx) * problem.s_sfm * log_alpha.exp()
-    sd = signed_surface_distance(hand_points, surface, problem.normals_cam(idx, frames), lateral)
+    lateral = cfg.max_lateral_spacings * problem.spacing * problem.s_sfm * log_alpha.exp()
+    sd = signed_surface_distance(hand_points, surface, problem.normals_cam(frames), lateral)
     k = min(cfg.contact_k, sd.shape[1])
     nearest = sd.abs().topk(k, dim=1, largest=False).indices
     r = torch.gather(sd, 1, nearest) - cfg.contact_offset_m
@@ -380,7 +337,7 @@ def initial_scale(problem: ObjectProblem, hand_centroid: Float[Tensor, "T 3"]) -
 
 
 def search_scale(
-    problem: ObjectProblem, hand_points: Float[Tensor, "T M 3"], alpha0: float, idx: Tensor, cfg: AlignFitConfig
+    problem: ObjectProblem, hand_points: Float[Tensor, "T M 3"], alpha0: float, cfg: AlignFitConfig
 ) -> float:
     """The alpha on a log grid around alpha0 with the lowest contact + penetration + centroid cost (delta = 0),
     over at most cfg.search_frames of the observed frames."""
@@ -393,8 +350,7 @@ def search_scale(
     best, best_cost = alpha0, math.inf
     with torch.no_grad():
         for a in grid.tolist():
-            c = contact_terms(problem, pts, cen, torch.tensor(math.log(a), dtype=torch.float64), zero, frames, idx,
-                              cfg)
+            c = contact_terms(problem, pts, cen, torch.tensor(math.log(a), dtype=torch.float64), zero, frames, cfg)
             cost = float((cfg.w_contact * c["contact"] + cfg.w_penetration * c["penetration"]
                           + cfg.w_centroid * c["centroid"]).mean())
             if cost < best_cost:
@@ -403,14 +359,14 @@ def search_scale(
 
 
 def active_points(
-    problem: ObjectProblem, hand_points: Float[Tensor, "T M 3"], log_alpha: float, idx: Tensor, cfg: AlignFitConfig
+    problem: ObjectProblem, hand_points: Float[Tensor, "T M 3"], log_alpha: float, cfg: AlignFitConfig
 ) -> Tensor:
     """(F, A) indices of the hand points nearest to the object surface in each observed frame (F of them)."""
     frames = torch.nonzero(problem.frames).flatten()
     a = min(cfg.active_points, hand_points.shape[1])
     with torch.no_grad():
         surface = problem.points_cam(torch.tensor(log_alpha, dtype=torch.float64),
-                                     torch.zeros(len(frames), 3, dtype=torch.float64), idx, frames)
+                                     torch.zeros(len(frames), 3, dtype=torch.float64), problem.idx, frames)
         d = torch.cdist(hand_points[frames].double(), surface).min(-1).values
     return d.topk(a, dim=1, largest=False).indices
 
@@ -440,7 +396,6 @@ class _Energy:
 
     def __init__(self, problem: ObjectProblem, active: Tensor, cfg: AlignFitConfig):
         self.p, self.cfg, self.active = problem, cfg, active
-        self.idx = subsample(problem.x_obj.shape[0], cfg.max_points)
         self.ridx = subsample(problem.x_obj.shape[0], cfg.max_reprojection_points)
         self.frames = torch.nonzero(problem.frames).flatten()
         self.uv0 = sfm_projections(problem, self.ridx)
@@ -449,7 +404,7 @@ class _Energy:
         cfg, f = self.cfg, self.frames
         pts = hand_points[f]
         near = torch.gather(pts, 1, self.active[..., None].expand(-1, -1, 3))
-        c = contact_terms(self.p, near, pts.mean(1), log_alpha, delta[f], f, self.idx, cfg)
+        c = contact_terms(self.p, near, pts.mean(1), log_alpha, delta[f], f, cfg)
         n = max(len(f), 1)
         return {
             "contact": cfg.w_contact * c["contact"].sum() / n,
@@ -468,10 +423,9 @@ def fit_object(problem: ObjectProblem, hand_points: Float[Tensor, "T M 3"], cfg:
     if not problem.frames.any():
         raise ValueError("no frame has both an observed hand and an observed object pose")
     hand_points = hand_points.double()
-    idx = subsample(problem.x_obj.shape[0], cfg.max_points)
     alpha0 = initial_scale(problem, hand_points.mean(1))
-    alpha_s = search_scale(problem, hand_points, alpha0, idx, cfg)
-    energy = _Energy(problem, active_points(problem, hand_points, math.log(alpha_s), idx, cfg), cfg)
+    alpha_s = search_scale(problem, hand_points, alpha0, cfg)
+    energy = _Energy(problem, active_points(problem, hand_points, math.log(alpha_s), cfg), cfg)
     log_alpha = torch.tensor(math.log(alpha_s), dtype=torch.float64, requires_grad=True)
     delta = torch.zeros(problem.R.shape[0], 3, dtype=torch.float64, requires_grad=cfg.residual_translation)
     params = [log_alpha] + ([delta] if cfg.residual_translation else [])
@@ -508,8 +462,7 @@ def fit_joint(
 ) -> tuple[list[Float[Tensor, "T 3"]], ObjectFit]:
     """(ho): hand translations, alpha and delta together, with temporal smoothness (acceleration) of the hand
     translations and of the object translation. Returns (hand translations, object fit)."""
-    idx = subsample(problem.x_obj.shape[0], cfg.max_points)
-    active = active_points(problem, hand_points(hands, transl), start.log_alpha, idx, cfg)
+    active = active_points(problem, hand_points(hands, transl), start.log_alpha, cfg)
     energy = _Energy(problem, active, cfg)
     log_alpha = torch.tensor(start.log_alpha, dtype=torch.float64, requires_grad=True)
     delta = start.delta.clone().double().requires_grad_(cfg.residual_translation)
@@ -524,10 +477,10 @@ def fit_joint(
         e["hand_2d"] = cfg.w_hand_2d * sum(
             keypoint_reprojection(h.kp_local.double() + t[:, None], k2, K, cfg.keypoint_scale_px).mean()
             for h, t, k2 in zip(hands, tr, kp2d))
-        e["smooth_hand"] = cfg.w_smooth_hand * sum(acceleration(t).square().sum(-1).sum() / s2 for t in tr) \
-            / max(len(every) - 2, 1)
+        e["smooth_hand"] = cfg.w_smooth_hand * sum(
+            translation_acceleration(t).square().sum(-1).sum() / s2 for t in tr) / max(len(every) - 2, 1)
         obj_t = problem.centre_cam(log_alpha, delta, every)
-        e["smooth_object"] = cfg.w_smooth_object * acceleration(obj_t).square().sum(-1).sum() / s2 \
+        e["smooth_object"] = cfg.w_smooth_object * translation_acceleration(obj_t).square().sum(-1).sum() / s2 \
             / max(len(every) - 2, 1)
         return e
 

@@ -72,20 +72,21 @@ __all__ = [
     "fit_hand", "flag_outliers", "gmof", "hand_size_px", "huber", "impulse_frames", "joint_prior", "kabsch_rotations",
     "natural_pose", "objective_terms", "optimize", "pose_prior", "reprojection_errors", "robust",
     "rotation_hypotheses", "search_finger_curls", "search_rotations", "slerp_missing_rotations", "solve_translation",
-    "viterbi",
+    "torch_threads", "viterbi",
 ]
 
 
 @contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread: the fit is thousands of tiny ops, for which intra-op threads only add
-    synchronization (and spin-waiting, badly so on a busy machine: 10x slower measured on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def torch_threads(n: int):
+    """Run torch on `n` (at least 1) intra-op threads, restored after. Small fits are thousands of tiny ops, for
+    which extra threads only add synchronization (and spin-waiting, badly so on a busy machine: 10x slower
+    measured on 2 cores)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
     try:
         yield
     finally:
-        torch.set_num_threads(n)
+        torch.set_num_threads(old)
 
 
 def fit_hand(
@@ -109,7 +110,7 @@ def fit_hand(
     (e.g. an imported estimate) on the frames where they are valid. Raises FitError when no frame
     has a detection.
     """
-    with _one_thread():
+    with torch_threads(1):
         return _fit_hand(model, K, keypoints_2d, keypoints_3d, has_3d, metric_3d, init, init_valid,
                          cfg or HandFitConfig(), on_step)
 

@@ -40,8 +40,8 @@ from hold.progress import track
 from hold.synth.preview import overlay_labels
 from preprocess import mask_track as mt
 from preprocess.frames import contact_sheet, read_rgb
-from preprocess.masks import QA_PATH, STEP, binarize, frame_stems, image_size, is_clean_rescale, read_mask_values, \
-    resize_nearest
+from preprocess.masks import QA_PATH, STEP, binarize, boundary_band, frame_stems, image_size, is_clean_rescale, \
+    read_mask_values, resize_nearest
 from preprocess.records import fingerprint, load_record, remove_record, should_skip, staged_folder, write_record
 
 IGNORE = LABELS["ignore"]
@@ -354,11 +354,11 @@ def compose_labels(
         labels[sil] = LABELS[side]
         labels[sil & any_hand] = IGNORE
         any_hand |= sil
-    labels[mt.boundary_band(any_hand, hand_band_px)] = IGNORE
+    labels[boundary_band(any_hand.astype(np.uint8), hand_band_px)] = IGNORE
     if object_known:
         labels[obj] = OBJECT
         labels[low] = IGNORE
-        labels[mt.boundary_band(obj, boundary_band_px)] = IGNORE
+        labels[boundary_band(obj.astype(np.uint8), boundary_band_px)] = IGNORE
     return labels
 
 

@@ -13,7 +13,9 @@ import math
 import cv2
 import numpy as np
 from jaxtyping import Bool, Float, Int, UInt8
-from scipy.ndimage import distance_transform_edt
+
+from preprocess.sfm import mask_bbox
+from preprocess.sfm import project_points as sfm_project_points
 
 # GrabCut's per-pixel classes (cv2.GC_*): sure / probable background and foreground.
 GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD = cv2.GC_BGD, cv2.GC_FGD, cv2.GC_PR_BGD, cv2.GC_PR_FGD
@@ -28,14 +30,12 @@ _GMM_COMPONENTS = 5
 def project_points(
     K: Float[np.ndarray, "3 3"], x_cam: Float[np.ndarray, "N 3"]
 ) -> tuple[Float[np.ndarray, "N 2"], Float[np.ndarray, " N"]]:
-    """Pixel coordinates (u, v) of camera-frame points and their depth z (metres); z <= 0 gives nan pixels."""
+    """Pixel coordinates (u, v) of camera-frame points and their depth z (metres); points not in front of the
+    camera (z <= 1e-9) give nan pixels, which drop their triangles from the silhouette."""
     x_cam = np.asarray(x_cam, np.float64)
-    z = x_cam[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uvw = x_cam @ np.asarray(K, np.float64).T
-        uv = uvw[:, :2] / uvw[:, 2:3]
-    uv[z <= 0] = np.nan
-    return uv, z
+    uv, front = sfm_project_points(np.asarray(K, np.float64), np.eye(4), 1.0, x_cam)
+    uv[~front] = np.nan
+    return uv, x_cam[:, 2]
 
 
 def _cover_centres(
@@ -119,24 +119,9 @@ def erode(mask: Bool[np.ndarray, "H W"], radius_px: float) -> Bool[np.ndarray, "
     return cv2.erode(mask.astype(np.uint8), disk(radius_px), borderType=cv2.BORDER_REPLICATE).astype(bool)
 
 
-def boundary_band(mask: Bool[np.ndarray, "H W"], radius_px: float) -> Bool[np.ndarray, "H W"]:
-    """Pixels within `radius_px` of a pixel on the other side of the mask's boundary (both sides; 0 = none)."""
-    if radius_px <= 0 or not mask.any() or mask.all():
-        return np.zeros(mask.shape, bool)
-    return (distance_transform_edt(~mask) <= radius_px) & (distance_transform_edt(mask) <= radius_px)
-
-
 def equivalent_diameter(mask: Bool[np.ndarray, "H W"]) -> float:
     """Diameter (pixels) of the disk with the mask's area: the object's size for size-relative radii."""
     return 2.0 * math.sqrt(float(mask.sum()) / math.pi)
-
-
-def mask_bbox(mask: Bool[np.ndarray, "H W"]) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1), end-exclusive, of the mask's pixels; None when it is empty."""
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def keep_seeded_components(
@@ -293,7 +278,9 @@ def gmm_log_likelihood(model: Float[np.ndarray, "1 65"], pixels: Float[np.ndarra
     for w, mu, cov in zip(weights, means, covs):
         if w <= 0:
             continue
-        cov = cov + np.eye(3) * 1e-3  # OpenCV regularises singular covariances the same way
+        # A tiny ridge (0-255 colour scale) so inv / det never fail. OpenCV's own fix differs: it adds 0.01 to the
+        # diagonal only of covariances with a determinant <= epsilon, and the model it returns already holds that.
+        cov = cov + np.eye(3) * 1e-3
         inv = np.linalg.inv(cov)
         d = x - mu
         maha = np.einsum("ni,ij,nj->n", d, inv, d)

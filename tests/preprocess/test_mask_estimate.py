@@ -14,6 +14,7 @@ from scipy.stats import multivariate_normal
 from hold.data.errors import SequenceError
 from preprocess import mask_track as mt
 from preprocess.mask_estimate import MaskEstimateConfig, compose_labels, load_hand_silhouettes, run_mask_estimate
+from preprocess.masks import boundary_band
 from preprocess.masks import main as masks_main
 from preprocess.records import load_record
 
@@ -94,7 +95,10 @@ def test_morphology_and_bands():
     assert mt.erode(mt.dilate(m, 3), 3).sum() == 1
     half = np.zeros((6, 8), bool)
     half[:, :4] = True
-    assert mt.boundary_band(half, 2).any(axis=0).tolist() == [False, False, True, True, True, True, False, False]
+    band = boundary_band(half.astype(np.uint8), 2)
+    assert band.any(axis=0).tolist() == [False, False, True, True, True, True, False, False]
+    for flat in (np.ones((6, 8), np.uint8), np.zeros((6, 8), np.uint8)):  # one label only: no boundary
+        assert not boundary_band(flat, 2).any()
     assert math.isclose(mt.equivalent_diameter(np.ones((10, 10), bool)), 2 * math.sqrt(100 / math.pi))
     two = np.zeros((10, 10), bool)
     two[1:3, 1:3] = True
