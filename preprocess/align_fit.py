@@ -26,8 +26,8 @@ hand (its size is the hand model's) but under another K. Three robust sub-proble
       the object toward the camera (-13 % scale on the synthetic end-to-end clip);
     - penetration: hand surface points inside the object (negative point-to-plane distance), Geman-McClure per
       point so that a few points misjudged by a noisy or partial cloud cannot dominate;
-    - centroid: the centroid of the hand points within one object radius + `centroid_margin_m` of the object
-      centre (a hinge: it only acts on a grossly wrong scale);
+    - centroid: the centroid of the nearest hand's points within one object radius + `centroid_margin_m` of the
+      object centre (a hinge: it only acts on a grossly wrong scale; another hand may be anywhere);
     - reprojection: Geman-McClure of the pixel displacement of the object points against their SfM projections.
     alpha is initialized by the depth ratio of hand and object, then by a 1-D search of the contact terms over
     a log-spaced grid around it (the energy is not convex in alpha), then refined with delta by L-BFGS.
@@ -74,7 +74,7 @@ class AlignFitConfig:
     """A hand point more than this many point spacings sideways of its nearest object point is beyond the edge of
     that point's tangent plane: it counts as outside (point-to-point distance)."""
     centroid_margin_m: float = 0.03
-    """The hand points' centroid may be up to (object radius + this) from the object centre (m)."""
+    """The nearest hand's points' centroid may be up to (object radius + this) from the object centre (m)."""
     reprojection_scale_px: float = 2.0
     """Geman-McClure scale of the object points' displacement from their SfM projections (pixels)."""
     residual_translation: bool = True
@@ -111,7 +111,7 @@ class AlignFitConfig:
     """Object points used by the contact terms (evenly subsampled; pass it to ObjectProblem)."""
     active_points: int = 64
     """Per frame, the hand points nearest to the object after the scale search that the L-BFGS stages use (the
-    others are too far to touch or penetrate it; the centroid hinge uses all)."""
+    others are too far to touch or penetrate it; the centroid hinge uses all of each hand's)."""
     search_frames: int = 60
     """Frames (evenly spaced among the observed ones) the 1-D scale search evaluates."""
     max_reprojection_points: int = 256
@@ -286,10 +286,11 @@ def signed_surface_distance(
 
 
 def contact_terms(
-    problem: ObjectProblem, hand_points: Float[Tensor, "F M 3"], hand_centroid: Float[Tensor, "F 3"],
+    problem: ObjectProblem, hand_points: Float[Tensor, "F M 3"], hand_centroids: Float[Tensor, "F H 3"],
     log_alpha: Tensor, delta: Float[Tensor, "F 3"], frames: Tensor, cfg: AlignFitConfig,
 ) -> dict[str, Float[Tensor, " F"]]:
-    """Per-frame contact, penetration and centroid costs of hand surface points against the object in `frames`."""
+    """Per-frame contact, penetration and centroid costs of hand surface points against the object in `frames`.
+    The centroid hinge takes the hand nearest the object: another hand may be anywhere."""
     surface = problem.points_cam(log_alpha, delta, problem.idx, frames)
     centre = problem.centre_cam(log_alpha, delta, frames)
     lateral = cfg.max_lateral_spacings * problem.spacing * problem.s_sfm * log_alpha.exp()
@@ -301,7 +302,7 @@ def contact_terms(
     # Robust (saturating) per point: a few points judged inside by a noisy or partial cloud must not dominate.
     penetration = gmof(torch.relu(-cfg.penetration_margin_m - sd).square(), cfg.contact_scale_m).sum(-1)
     radius = log_alpha.exp() * problem.s_sfm
-    far = torch.relu((hand_centroid - centre).norm(dim=-1) - radius - cfg.centroid_margin_m)
+    far = torch.relu((hand_centroids - centre[:, None]).norm(dim=-1) - radius - cfg.centroid_margin_m).min(-1).values
     centroid = far.square() / cfg.contact_scale_m ** 2
     return {"contact": contact, "penetration": penetration, "centroid": centroid}
 
@@ -325,10 +326,15 @@ def sfm_projections(problem: ObjectProblem, idx: Tensor) -> Float[Tensor, "T N 2
                                                                 every))[0]
 
 
-def initial_scale(problem: ObjectProblem, hand_centroid: Float[Tensor, "T 3"]) -> float:
-    """alpha0 = median over the observed frames of (hand depth / object centre depth in SfM units)."""
+def initial_scale(problem: ObjectProblem, hand_centroids: Float[Tensor, "T H 3"]) -> float:
+    """alpha0 = median over the observed frames of (hand depth / object centre depth in SfM units), with the
+    hand whose centroid projects nearest the object centre (the image distance does not depend on alpha)."""
     f = problem.frames
-    ratio = hand_centroid[f, 2] / problem.t_sfm[f, 2]
+    c, t = hand_centroids[f], problem.t_sfm[f].to(hand_centroids)
+    uv_hand, _ = project_with_depth(problem.K, c)
+    uv_obj, _ = project_with_depth(problem.K, t[:, None])
+    nearest = (uv_hand - uv_obj).norm(dim=-1).argmin(-1)
+    ratio = c[torch.arange(len(c)), nearest, 2] / t[:, 2]
     ratio = ratio[torch.isfinite(ratio) & (ratio > 0)]
     if ratio.numel() == 0:
         raise ValueError("the object and the hands are on different sides of the camera in every observed frame "
@@ -337,14 +343,14 @@ def initial_scale(problem: ObjectProblem, hand_centroid: Float[Tensor, "T 3"]) -
 
 
 def search_scale(
-    problem: ObjectProblem, hand_points: Float[Tensor, "T M 3"], alpha0: float, cfg: AlignFitConfig
+    problem: ObjectProblem, hand_points: Float[Tensor, "T H M 3"], alpha0: float, cfg: AlignFitConfig
 ) -> float:
     """The alpha on a log grid around alpha0 with the lowest contact + penetration + centroid cost (delta = 0),
     over at most cfg.search_frames of the observed frames."""
     obs = torch.nonzero(problem.frames).flatten()
     frames = obs[subsample(len(obs), cfg.search_frames)]
     pts = hand_points[frames].double()
-    cen = pts.mean(1)
+    cen, pts = pts.mean(2), pts.flatten(1, 2)
     zero = torch.zeros(len(frames), 3, dtype=torch.float64)
     grid = alpha0 * torch.logspace(-1.0, 1.0, cfg.scale_search, base=cfg.scale_search_range, dtype=torch.float64)
     best, best_cost = alpha0, math.inf
@@ -400,11 +406,11 @@ class _Energy:
         self.frames = torch.nonzero(problem.frames).flatten()
         self.uv0 = sfm_projections(problem, self.ridx)
 
-    def __call__(self, hand_points: Tensor, log_alpha: Tensor, delta: Tensor) -> dict[str, Tensor]:
+    def __call__(self, hand_points: Float[Tensor, "T H M 3"], log_alpha: Tensor, delta: Tensor) -> dict[str, Tensor]:
         cfg, f = self.cfg, self.frames
         pts = hand_points[f]
-        near = torch.gather(pts, 1, self.active[..., None].expand(-1, -1, 3))
-        c = contact_terms(self.p, near, pts.mean(1), log_alpha, delta[f], f, cfg)
+        near = torch.gather(pts.flatten(1, 2), 1, self.active[..., None].expand(-1, -1, 3))
+        c = contact_terms(self.p, near, pts.mean(2), log_alpha, delta[f], f, cfg)
         n = max(len(f), 1)
         return {
             "contact": cfg.w_contact * c["contact"].sum() / n,
@@ -416,16 +422,16 @@ class _Energy:
         }
 
 
-def fit_object(problem: ObjectProblem, hand_points: Float[Tensor, "T M 3"], cfg: AlignFitConfig) -> ObjectFit:
+def fit_object(problem: ObjectProblem, hand_points: Float[Tensor, "T H M 3"], cfg: AlignFitConfig) -> ObjectFit:
     """(o): alpha (and delta_t when cfg.residual_translation) with the hands fixed.
 
-    `hand_points` are hand surface points in the camera frame (metres), all hands concatenated."""
+    `hand_points` are hand surface points in the camera frame (metres), per hand (`hand_points()`)."""
     if not problem.frames.any():
         raise ValueError("no frame has both an observed hand and an observed object pose")
     hand_points = hand_points.double()
-    alpha0 = initial_scale(problem, hand_points.mean(1))
+    alpha0 = initial_scale(problem, hand_points.mean(2))
     alpha_s = search_scale(problem, hand_points, alpha0, cfg)
-    energy = _Energy(problem, active_points(problem, hand_points, math.log(alpha_s), cfg), cfg)
+    energy = _Energy(problem, active_points(problem, hand_points.flatten(1, 2), math.log(alpha_s), cfg), cfg)
     log_alpha = torch.tensor(math.log(alpha_s), dtype=torch.float64, requires_grad=True)
     delta = torch.zeros(problem.R.shape[0], 3, dtype=torch.float64, requires_grad=cfg.residual_translation)
     params = [log_alpha] + ([delta] if cfg.residual_translation else [])
@@ -451,9 +457,9 @@ class HandProblem:
     """Detections (u, v, confidence); confidence 0 where there is none."""
 
 
-def hand_points(hands: list[HandProblem], transl: list[Float[Tensor, "T 3"]]) -> Float[Tensor, "T M 3"]:
-    """All hands' surface points in the camera frame, concatenated."""
-    return torch.cat([h.surface_local.double() + t.double()[:, None] for h, t in zip(hands, transl)], 1)
+def hand_points(hands: list[HandProblem], transl: list[Float[Tensor, "T 3"]]) -> Float[Tensor, "T H M 3"]:
+    """Each hand's surface points in the camera frame (the hands of a sequence share one model: same M)."""
+    return torch.stack([h.surface_local.double() + t.double()[:, None] for h, t in zip(hands, transl)], 1)
 
 
 def fit_joint(
@@ -462,7 +468,7 @@ def fit_joint(
 ) -> tuple[list[Float[Tensor, "T 3"]], ObjectFit]:
     """(ho): hand translations, alpha and delta together, with temporal smoothness (acceleration) of the hand
     translations and of the object translation. Returns (hand translations, object fit)."""
-    active = active_points(problem, hand_points(hands, transl), start.log_alpha, cfg)
+    active = active_points(problem, hand_points(hands, transl).flatten(1, 2), start.log_alpha, cfg)
     energy = _Energy(problem, active, cfg)
     log_alpha = torch.tensor(start.log_alpha, dtype=torch.float64, requires_grad=True)
     delta = start.delta.clone().double().requires_grad_(cfg.residual_translation)
