@@ -42,7 +42,9 @@ from preprocess import mask_track as mt
 from preprocess.frames import contact_sheet, read_rgb
 from preprocess.masks import QA_PATH, STEP, binarize, boundary_band, frame_stems, image_size, is_clean_rescale, \
     read_mask_values, resize_nearest
-from preprocess.records import fingerprint, load_record, remove_record, should_skip, staged_folder, write_record
+from preprocess.records import (
+    fingerprint, load_record, output_fingerprint, remove_record, should_skip, staged_folder, write_record,
+)
 
 IGNORE = LABELS["ignore"]
 OBJECT = LABELS["object"]
@@ -126,7 +128,15 @@ class HandSilhouettes:
 
 
 def _camera_and_model(seq_dir: Path, size: tuple[int, int]) -> tuple[np.ndarray, str, str | None]:
-    """(K, where it came from, hand model name or None) from sequence.json, else the hands step's record."""
+    """(K, where it came from, hand model name or None) of the current hands.npz: the align step's K while its
+    outputs are untouched (align re-fits the hands under the SfM camera and sequence.json waits for build), else
+    sequence.json's, else the hands step's record's."""
+    align = load_record(seq_dir, "align")
+    if align is not None and "K" in align.info and \
+            output_fingerprint(seq_dir, align.outputs) == align.output_fingerprint:
+        W, H = align.info.get("image_size") or size
+        if (int(W), int(H)) == tuple(size):
+            return np.asarray(align.info["K"], np.float64), "preprocess/align.json", align.info.get("hand_model")
     meta_path = seq_dir / SEQUENCE_JSON
     if meta_path.is_file():
         try:

@@ -205,3 +205,15 @@ def test_a_second_hand_far_from_the_object_does_not_move_it(synth, tmp_path):
     scale_err = load_sequence(seq_dir).object.scale / true_scale - 1
     print(f"\nalign with a second hand 25 cm away: scale error {100 * scale_err:+.2f} %")
     assert abs(scale_err) < 0.05
+
+
+def test_masks_estimate_projects_aligned_hands_with_the_align_camera(aligned):
+    """After align (and before build rewrites sequence.json) hands.npz holds translations fitted under the SfM K:
+    `masks --estimate` must project them with that K, not with sequence.json's focal guess."""
+    from preprocess.mask_estimate import _camera_and_model
+
+    seq_dir = aligned[0]
+    K_sfm = np.asarray(load_record(seq_dir, "sfm").info["K"])
+    K, source, _ = _camera_and_model(seq_dir, (SIZE, SIZE))
+    assert source == "preprocess/align.json" and np.allclose(K, K_sfm)
+    assert not np.allclose(K, json.loads((seq_dir / "sequence.json").read_text())["K"])  # the guess
