@@ -19,9 +19,9 @@ stopped; `--force STEP ...` (or `--force` alone: every step) redoes steps. A rep
 changed is skipped as a whole (`pipeline_fingerprint`): step by step it would not be, since align rewrites
 hands.npz and object.npz and build writes the sequence.json whose K the hands step reads, so after any change
 the hands fit and SfM run again too.
-A missing step module or bad input stops the pipeline with one message naming the step; the outputs of the
-steps before it stay as they are. One line per step says what runs and the ETA of the whole pipeline; the
-run ends with a summary of the outputs, also written to SEQ_DIR/preprocess/all.json.
+Bad input stops the pipeline with one message naming the step; the outputs of the steps before it stay as
+they are. One line per step says what runs and the ETA of the whole pipeline; the run ends with a summary of
+the outputs, also written to SEQ_DIR/preprocess/all.json.
 """
 from __future__ import annotations
 
@@ -29,8 +29,6 @@ import argparse
 import copy
 import dataclasses
 import importlib
-import importlib.util
-import inspect
 import json
 import sys
 import time
@@ -45,20 +43,22 @@ import numpy as np
 
 from hold.data.io import atomic_write_json
 from hold.data.schema import HANDS_NPZ, IMAGES_DIR, MASKS_DIR, OBJECT_NPZ, SEQUENCE_JSON
-from preprocess.frames import FramesConfig, expected_count, open_source, output_size, resolve_frame
+from preprocess.align import AlignConfig, run_align
+from preprocess.build import run_build
+from preprocess.frames import FramesConfig, expected_count, extract_frames, open_source, output_size, resolve_frame
+from preprocess.hand_detect import KEYPOINTS_NPZ, HandDetectConfig, run_detect
 from preprocess.hand_fit import HandFitConfig
-from preprocess.hands import HandsConfig
-from preprocess.masks import MasksConfig
+from preprocess.hands import HandsConfig, run_hands
+from preprocess.mask_estimate import MaskEstimateConfig, run_mask_estimate
+from preprocess.masks import MasksConfig, import_masks
 from preprocess.records import RECORD_DIR, fingerprint, load_record, record_path, to_jsonable
-from preprocess.sfm import SfmConfig
+from preprocess.sfm import SfmConfig, run_sfm
 from preprocess.sfm_colmap import ColmapConfig
 
 PIPELINE = ("frames", "hands", "masks", "sfm", "align", "build")
 """The steps, in the order they run."""
 SUMMARY_JSON = f"{RECORD_DIR}/all.json"
 """What the last `all` run did, per step (status, seconds) and the outputs it left."""
-DETECTED_KEYPOINTS = "hand_keypoints.npz"
-"""Where the MediaPipe detector (preprocess/hand_detect.py) writes its keypoints inside SEQ_DIR."""
 MIN_FRAMES = 8
 """Fewest frames the pipeline works on: SfM needs the object from several overlapping views, the hand fit and the
 alignment smooth over time (the frames step alone accepts 3)."""
@@ -80,10 +80,6 @@ PRIOR_COST: dict[str, tuple[float, float, float]] = {
 }
 
 
-class StepUnavailable(ValueError):
-    """A step of the pipeline has no module in this installation."""
-
-
 class StepFailed(ValueError):
     """A step stopped on bad input; the message names the step and carries the step's own message."""
 
@@ -102,16 +98,16 @@ class AllConfig:
     """Frame extraction (stride, max side, range)."""
     hands: HandsConfig = field(default_factory=HandsConfig)
     """Hand import + fit; with neither `keypoints` nor `mano_params` the MediaPipe detector supplies keypoints."""
-    hand_detect: Any = None
-    """Config of preprocess.hand_detect (the MediaPipe detector); None: its defaults."""
+    hand_detect: HandDetectConfig | None = None
+    """The MediaPipe detector; None: its defaults. Its `side` is always `hands.side` (the hand the fit is of)."""
     masks: MasksConfig | None = None
     """Mask import; None: the masks are estimated (preprocess.mask_estimate)."""
-    mask_estimate: Any = None
-    """Config of preprocess.mask_estimate (the built-in fallback); None: its defaults."""
+    mask_estimate: MaskEstimateConfig | None = None
+    """The built-in mask estimate (when `masks` is None); None: its defaults."""
     sfm: SfmConfig = field(default_factory=SfmConfig)
     """Object SfM."""
-    align: Any = None
-    """Config of preprocess.align (hand-object alignment); None: its defaults."""
+    align: AlignConfig | None = None
+    """Hand-object alignment; None: its defaults."""
     force: tuple[str, ...] = ()
     """Steps to redo even when up to date (names from PIPELINE)."""
     until: str = "build"
@@ -169,78 +165,8 @@ def masks_from_dir(folder: Path, ignore_band: int = 0, threshold: int = MasksCon
     return MasksConfig(labels=folder, ignore_band=ignore_band, threshold=threshold)
 
 
-# ----------------------------------------------------------------------------------------------
-# Step modules (align, build and the two fallbacks are written separately; each is looked up when needed)
-
-
-STEP_FUNCTIONS: dict[str, tuple[str, ...]] = {
-    "hand_detect": ("run_hand_detect", "run_detect"),
-    "mask_estimate": ("run_mask_estimate",),
-    "align": ("run_align",),
-    "build": ("run_build",),
-}
-"""The entry point of each separately written step module (the first name found is called)."""
-
-
-def _module_function(module: str, step: str, fix: str) -> Callable:
-    """The entry point of preprocess.<module> (STEP_FUNCTIONS), or StepUnavailable naming the step when the module
-    is not installed."""
-    name = f"preprocess.{module}"
-    if importlib.util.find_spec(name) is None:
-        raise StepUnavailable(f"hold preprocess all: step '{step}' is not available: its module preprocess/{module}.py "
-                              f"is missing from this installation. Fix: {fix}")
-    mod = importlib.import_module(name)
-    for function in STEP_FUNCTIONS[module]:
-        if callable(getattr(mod, function, None)):
-            return getattr(mod, function)
-    raise StepUnavailable(f"hold preprocess all: step '{step}' is not available: preprocess/{module}.py has no "
-                          f"{' or '.join(STEP_FUNCTIONS[module])}(). Fix: {fix}")
-
-
-def _config_class(fn: Callable) -> type | None:
-    """The dataclass the `cfg` parameter of a step function is annotated with (None when it has none)."""
-    tp = typing.get_type_hints(fn).get("cfg")
-    return next((c for c in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(c)), None)
-
-
-def invoke_step(fn: Callable, seq_dir: Path, cfg: Any, force: bool, progress: bool) -> Any:
-    """Call a step function whichever way it takes `force` and `progress`: as arguments
-    (`fn(seq_dir, cfg, force=..., progress=...)`, or without `cfg`), or as fields of its config."""
-    params = inspect.signature(fn).parameters
-    if "cfg" not in params:
-        return fn(seq_dir, **{k: v for k, v in (("force", force), ("progress", progress)) if k in params})
-    if "force" in params:
-        return fn(seq_dir, cfg, force=force, **({"progress": progress} if "progress" in params else {}))
-    if cfg is None:
-        cls = _config_class(fn)
-        cfg = cls() if cls is not None else None
-    if cfg is not None and dataclasses.is_dataclass(cfg):
-        fields = {f.name for f in dataclasses.fields(cfg)}
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in (("force", force), ("progress", progress)) if k in fields})
-    return fn(seq_dir, cfg)
-
-
 def _uses_detector(cfg: AllConfig) -> bool:
     return not (cfg.hands.keypoints or cfg.hands.mano_params)
-
-
-FIX_DETECT = "pass the hand keypoints of another tool with --hands.keypoints FILE (or --hands.mano-params)"
-FIX_ESTIMATE = "pass masks made elsewhere with --masks.dir DIR (e.g. SAM2 output)"
-
-
-def _needed_functions(cfg: AllConfig) -> list[tuple[str, str, str]]:
-    """(module, step, fix) of every separately written step module this run calls."""
-    before = {s: PIPELINE[PIPELINE.index(s) - 1] for s in PIPELINE[1:]}
-    needed = []
-    steps = cfg.steps()
-    if "hands" in steps and _uses_detector(cfg):
-        needed.append(("hand_detect", "hands", FIX_DETECT))
-    if "masks" in steps and cfg.masks is None:
-        needed.append(("mask_estimate", "masks", FIX_ESTIMATE))
-    for step in ("align", "build"):
-        if step in steps:
-            needed.append((step, step, f"update hold, or stop before it with --until {before[step]}"))
-    return needed
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,7 +292,7 @@ class _Pipeline:
             t = time.perf_counter()
             try:
                 status = fn()
-            except (StepUnavailable, StepFailed):
+            except StepFailed:
                 raise
             except (ValueError, FileNotFoundError) as e:  # bad input: one message, named after the step
                 raise StepFailed(step, e) from e
@@ -376,16 +302,12 @@ class _Pipeline:
     # One `_plan_<step>` per step: (what it will do, in words; the call that does it -> 'done' | 'skipped').
 
     def _plan_frames(self) -> tuple[str, Callable[[], str]]:
-        from preprocess.frames import extract_frames
-
         cfg = self.cfg.frames
         what = f"extracting frames of {self.source.name} (stride {cfg.stride}, max side {cfg.max_side or 'kept'})"
         return what, lambda: _call(self.seq_dir, "frames", lambda: extract_frames(
             self.source, self.seq_dir, cfg, force=self.forced("frames"), progress=self.progress))
 
     def _plan_hands(self) -> tuple[str, Callable[[], str]]:
-        from preprocess.hands import run_hands
-
         cfg = dataclasses.replace(self.cfg.hands, force=self.forced("hands"), progress=self.progress)
         rep = self.reports["hands"]
         if not _uses_detector(self.cfg):
@@ -393,11 +315,13 @@ class _Pipeline:
             return f"fitting the {cfg.side} hand to {Path(src).name}", lambda: _call(
                 self.seq_dir, "hands", lambda: run_hands(self.seq_dir, cfg))
 
+        # The detector picks the hand the fit is of: another side would fit a right hand's keypoints as a left hand.
+        detect = dataclasses.replace(self.cfg.hand_detect or HandDetectConfig(), side=cfg.side, force=cfg.force,
+                                     progress=self.progress)
+
         def detect_then_fit() -> str:
-            detect = _module_function("hand_detect", "hands", FIX_DETECT)
-            rep.parts["hand_detect"] = _call(self.seq_dir, "hand_detect", lambda: invoke_step(
-                detect, self.seq_dir, self.cfg.hand_detect, self.forced("hands"), self.progress))
-            keypoints = self.seq_dir / getattr(sys.modules[detect.__module__], "KEYPOINTS_NPZ", DETECTED_KEYPOINTS)
+            rep.parts["hand_detect"] = _call(self.seq_dir, "hand_detect", lambda: run_detect(self.seq_dir, detect))
+            keypoints = self.seq_dir / KEYPOINTS_NPZ
             if not keypoints.is_file():
                 raise FileNotFoundError(f"{keypoints}: not found after the MediaPipe detector ran (it writes its "
                                         f"keypoints there). Fix: run `hold preprocess hands SEQ_DIR --detect` to see "
@@ -411,40 +335,26 @@ class _Pipeline:
     def _plan_masks(self) -> tuple[str, Callable[[], str]]:
         force = self.forced("masks")
         if self.cfg.masks is not None:
-            from preprocess.masks import import_masks
-
             srcs = ", ".join(f"{k} {v}" for k, v in self.cfg.masks.sources().items())
             return f"importing masks ({srcs})", lambda: _call(self.seq_dir, "masks", lambda: import_masks(
                 self.seq_dir, self.cfg.masks, force=force, progress=self.progress))
 
-        def estimate() -> str:
-            fn = _module_function("mask_estimate", "masks", FIX_ESTIMATE)
-            return _call(self.seq_dir, "masks", lambda: invoke_step(fn, self.seq_dir, self.cfg.mask_estimate, force,
-                                                                    self.progress))
-
-        return "estimating masks (fitted hand silhouette + GrabCut object)", estimate
+        return "estimating masks (fitted hand silhouette + GrabCut object)", lambda: _call(
+            self.seq_dir, "masks", lambda: run_mask_estimate(self.seq_dir, self.cfg.mask_estimate, force=force,
+                                                             progress=self.progress))
 
     def _plan_sfm(self) -> tuple[str, Callable[[], str]]:
-        from preprocess.sfm import run_sfm
-
         return f"object SfM ({self.cfg.sfm.matcher} matching)", lambda: _call(self.seq_dir, "sfm", lambda: run_sfm(
             self.seq_dir, self.cfg.sfm, force=self.forced("sfm"), progress=self.progress))
 
     def _plan_align(self) -> tuple[str, Callable[[], str]]:
-        def align() -> str:
-            fn = _module_function("align", "align", "update hold, or stop before it with --until sfm")
-            return _call(self.seq_dir, "align", lambda: invoke_step(fn, self.seq_dir, self.cfg.align,
-                                                                    self.forced("align"), self.progress))
-
-        return "hand-object alignment (metric scale, SfM intrinsics)", align
+        return "hand-object alignment (metric scale, SfM intrinsics)", lambda: _call(
+            self.seq_dir, "align", lambda: run_align(self.seq_dir, self.cfg.align, force=self.forced("align"),
+                                                     progress=self.progress))
 
     def _plan_build(self) -> tuple[str, Callable[[], str]]:
-        def build() -> str:
-            fn = _module_function("build", "build", "update hold, or stop before it with --until align")
-            return _call(self.seq_dir, "build", lambda: invoke_step(fn, self.seq_dir, None, self.forced("build"),
-                                                                    self.progress))
-
-        return "writing and validating sequence.json", build
+        return "writing and validating sequence.json", lambda: _call(
+            self.seq_dir, "build", lambda: run_build(self.seq_dir, force=self.forced("build")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -511,8 +421,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 def run_all(source: Path, seq_dir: Path, cfg: AllConfig, progress: bool = True) -> Path:
     """Run the pipeline on `source` (a video or an image folder) into `seq_dir`; returns `seq_dir`.
 
-    Stops with StepUnavailable (before any work) when a step's module is missing, and with StepFailed naming
-    the step when a step rejects its input; both are ValueErrors with one clear message.
+    Stops with StepFailed (a ValueError with one clear message) naming the step when a step rejects its input.
     """
     source, seq_dir = Path(source), Path(seq_dir)
     bad = sorted(set(cfg.force) - set(PIPELINE))
@@ -521,8 +430,6 @@ def run_all(source: Path, seq_dir: Path, cfg: AllConfig, progress: bool = True) 
     if not source.exists():
         raise FileNotFoundError(f"{source}: not found (INPUT). Fix: pass a video file (mp4/mov/avi/mkv) or a folder "
                                 f"of png/jpg frames")
-    for module, step, fix in _needed_functions(cfg):  # before any work: fail now, not after SfM
-        _module_function(module, step, fix)
     t0 = time.perf_counter()
     previous = _load_summary(seq_dir)
     if not cfg.force and previous is not None and previous.get("fingerprint") == pipeline_fingerprint(
@@ -590,20 +497,8 @@ OWN_OPTIONS = {"help", "force", "quiet", "out", "seq_dir", "input", "detect", "e
 """Step options `all` does not forward: it decides these itself (positionals, --force, --quiet, fallbacks)."""
 
 
-def _try_import(module: str) -> Any:
-    """preprocess.<module>, or None when it is missing or does not import: the options of `all` must not depend
-    on every step being importable (the step itself reports the problem when the pipeline reaches it)."""
-    if importlib.util.find_spec(f"preprocess.{module}") is None:
-        return None
-    try:
-        return importlib.import_module(f"preprocess.{module}")
-    except Exception:  # noqa: BLE001 - re-raised by _module_function when the step runs
-        return None
-
-
-def _step_parser(module: str) -> argparse.ArgumentParser | None:
-    make = getattr(_try_import(module), "build_parser", None)
-    return None if make is None else make()
+def _step_parser(module: str) -> argparse.ArgumentParser:
+    return importlib.import_module(f"preprocess.{module}").build_parser()
 
 
 def _forward_options(parser: argparse.ArgumentParser) -> None:
@@ -613,8 +508,6 @@ def _forward_options(parser: argparse.ArgumentParser) -> None:
         group = None
         for module in modules:
             sub = _step_parser(module)
-            if sub is None:
-                continue
             for action in sub._actions:  # argparse has no public API to copy options between parsers
                 longs = [s for s in action.option_strings if s.startswith("--")]
                 if not longs or action.dest in OWN_OPTIONS:
@@ -708,33 +601,27 @@ def _fill_dataclass(cls: type, values: Mapping[str, Any], aliases: Mapping[str, 
     return make(cls, ""), used
 
 
-def module_config(module: str, values: Mapping[str, Any]) -> Any:
-    """The config of a separately written step module from the options given (keyed by its argparse dests).
+def module_config(module: str, cls: type, values: Mapping[str, Any]) -> Any:
+    """The config (`cls`) of step module preprocess.<module> from the options given (keyed by its argparse dests).
 
     The module's own `config_from_args` maps them when it has one (on a namespace of its parser's defaults with
-    `values` on top); else they fill the fields of the dataclass its step function's `cfg` is annotated with (see
-    `_fill_dataclass`, OPTION_FIELDS), and an option of the module that no field takes is an error rather than
-    silently ignored. None when no option was given (the step then uses its defaults) or the module is not
-    installed (the step stops with a clear message when it is reached).
+    `values` on top); else they fill the fields of `cls` (see `_fill_dataclass`, OPTION_FIELDS), and an option of
+    the module that no field takes is an error rather than silently ignored. None when no option was given (the
+    step then uses its defaults).
     """
-    mod = _try_import(module)
-    if mod is None or not values:  # None: the step's own defaults
+    if not values:  # None: the step's own defaults
         return None
+    mod = importlib.import_module(f"preprocess.{module}")
+    parser = mod.build_parser()
     convert = getattr(mod, "config_from_args", None)
-    make_parser = getattr(mod, "build_parser", None)
-    if convert is not None and make_parser is not None:
-        ns = argparse.Namespace(**{a.dest: a.default for a in make_parser()._actions if a.dest != "help"})
+    if convert is not None:
+        ns = argparse.Namespace(**{a.dest: a.default for a in parser._actions if a.dest != "help"})
         for k, v in values.items():
             if hasattr(ns, k):
                 setattr(ns, k, v)
         return convert(ns)
-    fn = next((getattr(mod, f) for f in STEP_FUNCTIONS[module] if callable(getattr(mod, f, None))), None)
-    cls = None if fn is None else _config_class(fn)
-    if cls is None:
-        return None
     cfg, used = _fill_dataclass(cls, values, OPTION_FIELDS.get(module))
-    own = {a.dest for a in make_parser()._actions} if make_parser is not None else set(values)
-    lost = sorted((set(values) & own) - used)
+    lost = sorted((set(values) & {a.dest for a in parser._actions}) - used)
     if lost:
         raise ValueError(f"option {lost[0]!r} of preprocess/{module}.py has no field in {cls.__name__} that "
                          f"`hold preprocess all` can set. Fix: run that step alone (`hold preprocess ...`) with it")
@@ -765,7 +652,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     hands = HandsConfig(**{k: v for k, v in h.items() if k in hand_keys}, fit=fit)
     hand_detect = None
     if not (hands.keypoints or hands.mano_params):
-        hand_detect = module_config("hand_detect", _changed(h, _defaults(parser, "hands")))
+        hand_detect = module_config("hand_detect", HandDetectConfig, _changed(h, _defaults(parser, "hands")))
 
     m = _given(args, "masks")
     band = m.get("ignore_band") or 0  # None: the import's default 0 (the estimate has its own)
@@ -780,7 +667,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         masks = MasksConfig(**explicit, ignore_band=band, threshold=threshold)
     mask_estimate = None
     if masks is None:
-        mask_estimate = module_config("mask_estimate", _changed(m, _defaults(parser, "masks")))
+        mask_estimate = module_config("mask_estimate", MaskEstimateConfig, _changed(m, _defaults(parser, "masks")))
 
     s = _given(args, "sfm")
     d, c = SfmConfig(), ColmapConfig()
@@ -797,7 +684,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                     keep_work=bool(s.get("keep_work", False)), colmap=colmap)
 
     a = _given(args, "align")
-    align = module_config("align", _changed(a, _defaults(parser, "align")))
+    align = module_config("align", AlignConfig, _changed(a, _defaults(parser, "align")))
 
     force = PIPELINE if args.force is not None and not args.force else tuple(args.force or ())
     return AllConfig(frames=frames, hands=hands, hand_detect=hand_detect, masks=masks, mask_estimate=mask_estimate,

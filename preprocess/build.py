@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from hold.data.errors import ProblemLog, SequenceError
 from hold.data.io import atomic_write_bytes, atomic_write_json
 from hold.data.schema import (
     HAND_SIDES, HANDS_NPZ, IMAGES_DIR, MASKS_DIR, OBJECT_NPZ, SCHEMA_VERSION, SEQUENCE_JSON, check_meta,
-    check_schema_version, frame_name,
+    check_schema_version,
 )
 from hold.data.validate import format_report, validate
 from preprocess.frames import scale_intrinsics
+from preprocess.masks import frame_stems
 from preprocess.records import (
     StepRecord, fingerprint, load_record, record_path, remove_record, should_skip, write_record,
 )
@@ -74,19 +74,6 @@ def required_records(seq_dir: Path) -> dict[str, StepRecord]:
     return recs
 
 
-def _frame_count_and_size(seq_dir: Path) -> tuple[int, tuple[int, int]]:
-    folder = seq_dir / IMAGES_DIR
-    names = sorted(p.name for p in folder.glob("*.png") if p.stem.isdigit()) if folder.is_dir() else []
-    if not names:
-        raise SequenceError(folder, None, message="has no frames (000000.png ...)", fix=FIXES["frames"])
-    try:
-        with Image.open(folder / f"{frame_name(0)}.png") as im:
-            return len(names), im.size
-    except OSError as e:
-        raise SequenceError(folder / f"{frame_name(0)}.png", None, message=f"cannot be read ({e})",
-                            fix=FIXES["frames"]) from None
-
-
 def _source(rec: StepRecord, tool: str, **extra: Any) -> dict[str, Any]:
     """Provenance of one artefact: the step, the tool, its options, when it finished."""
     return {"step": rec.step, "tool": tool, "options": rec.options, "finished": rec.finished,
@@ -107,7 +94,8 @@ def _K(recs: dict[str, StepRecord], size: tuple[int, int]) -> tuple[np.ndarray, 
 
 def sequence_fields(seq_dir: Path, recs: dict[str, StepRecord], old: dict[str, Any] | None) -> dict[str, Any]:
     """sequence.json from the records (old: the sequence.json there, whose extra and frame_names are kept)."""
-    T, size = _frame_count_and_size(seq_dir)
+    stems, size = frame_stems(seq_dir)
+    T = len(stems)
     frames, masks, hands, align = recs["frames"].info, recs["masks"].info, recs["hands"].info, recs["align"].info
     for step, n in (("frames", frames.get("num_frames")), ("align", align.get("num_frames"))):
         if n is not None and n != T:

@@ -44,12 +44,15 @@ from typing import Any
 
 import numpy as np
 from jaxtyping import Bool, Float, Int
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from hold.data.errors import SequenceError
 from hold.data.io import atomic_write_npz, write_image
-from hold.data.schema import IMAGES_DIR, frame_name
-from hold.hands.base import KEYPOINT_PARENTS
+from hold.data.schema import IMAGES_DIR
 from hold.progress import track
+from preprocess.frames import contact_sheet
+from preprocess.hands import draw_skeleton, qa_frames
+from preprocess.masks import frame_stems
 from preprocess.records import fingerprint, load_record, remove_record, should_skip, to_jsonable, write_record
 
 STEP = "hand_detect"
@@ -180,8 +183,8 @@ def side_of_label(label: int, video_mirrored: bool = False) -> str | None:
 
 
 def _err(path: Path, fld: str | None, message: str, fix: str) -> HandDetectError:
-    where = f"{path}: " + (f"field '{fld}' " if fld else "")
-    return HandDetectError(f"{where}{message}. Fix: {fix}")
+    """SequenceError's 'path: field ... Fix: ...' text as a HandDetectError (its other messages are free-form)."""
+    return HandDetectError(str(SequenceError(path, fld, message=message, fix=fix)))
 
 
 def read_worker_output(path: str | Path, frame_names: list[str] | None = None) -> RawDetections:
@@ -391,47 +394,16 @@ def run_worker(python: MediaPipePython, cfg: HandDetectConfig, images: Path, out
 # QA picture
 
 
-def _font() -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=13)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
-def _skeleton(draw: ImageDraw.ImageDraw, uv: np.ndarray, color: tuple, width: int, r: float) -> None:
-    for k, parent in enumerate(KEYPOINT_PARENTS):
-        if parent >= 0:
-            draw.line([tuple(uv[parent]), tuple(uv[k])], fill=color, width=width)
-    for x, y in uv:
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
-
-
 def write_qa(path: Path, images: Path, raw: RawDetections, track: HandTrack) -> None:
     """Contact sheet: the picked hand (green; yellow when its label was flipped), other hands (grey);
     orange border = no hand."""
     T = len(raw.frame_names)
-    missing = list(np.flatnonzero(~track.detected)[: QA_TILES // 4])
-    flips = list(np.flatnonzero(track.flipped)[: QA_TILES // 4])
-    frames = sorted(set(missing + flips))
-    for t in np.linspace(0, T - 1, min(T, QA_TILES)).round().astype(int):
-        if len(frames) >= min(T, QA_TILES):
-            break
-        if int(t) not in frames:
-            frames.append(int(t))
-    frames = sorted(frames)
+    frames = qa_frames(T, track.detected, track.flipped, QA_TILES)
     W, H = (int(x) for x in raw.image_size[0])
     scale = min(1.0, QA_TILE_SIDE / max(W, H))
     tw, th = max(1, round(W * scale)), max(1, round(H * scale))
-    cols = min(4, len(frames))
-    rows = (len(frames) + cols - 1) // cols
-    header = 22
-    sheet = Image.new("RGB", (cols * tw, header + rows * th), (20, 20, 20))
-    font = _font()
-    n_det = int(track.detected.sum())
-    ImageDraw.Draw(sheet).text(
-        (4, 4), f"hand_detect: MediaPipe {raw.mediapipe_version}, {track.side} hand in {n_det}/{T} frames   green: "
-        f"picked   yellow: label flipped   grey: other hands   orange border: none", fill=(230, 230, 230), font=font)
-    for n, t in enumerate(frames):
+    tiles, captions = [], []
+    for t in frames:
         try:
             with Image.open(images / raw.frame_names[t]) as im:
                 tile = im.convert("RGB").resize((tw, th), Image.BILINEAR)
@@ -440,17 +412,19 @@ def write_qa(path: Path, images: Path, raw: RawDetections, track: HandTrack) -> 
         draw = ImageDraw.Draw(tile)
         for m in range(raw.handedness.shape[1]):
             if raw.handedness[t, m] >= 0 and m != track.slot[t]:
-                _skeleton(draw, raw.landmarks_px[t, m, :, :2] * scale, (150, 150, 150), 1, 1.5)
+                draw_skeleton(draw, raw.landmarks_px[t, m, :, :2] * scale, np.ones(21), (150, 150, 150), 1, 1.5)
         if track.detected[t]:
             color = (250, 220, 40) if track.flipped[t] else (40, 220, 60)
-            _skeleton(draw, track.keypoints_2d[t, :, :2] * scale, color, 2, 2.0)
-            label = f"#{t} {track.side} p={track.keypoints_2d[t, 0, 2]:.2f}" + (" flipped" if track.flipped[t] else "")
+            draw_skeleton(draw, track.keypoints_2d[t, :, :2] * scale, np.ones(21), color, 2, 2.0)
+            captions.append(f"#{t} {track.side} p={track.keypoints_2d[t, 0, 2]:.2f}"
+                            + (" flipped" if track.flipped[t] else ""))
         else:
             draw.rectangle([0, 0, tw - 1, th - 1], outline=(255, 150, 0), width=4)
-            label = f"#{t} no {track.side} hand"
-        draw.text((6, 5), label, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
-        sheet.paste(tile, ((n % cols) * tw, header + (n // cols) * th))
-    write_image(path, np.asarray(sheet))
+            captions.append(f"#{t} no {track.side} hand")
+        tiles.append(np.asarray(tile))
+    title = (f"hand_detect: MediaPipe {raw.mediapipe_version}, {track.side} hand in {int(track.detected.sum())}/{T} "
+             f"frames   green: picked   yellow: label flipped   grey: other hands   orange border: none")
+    write_image(path, contact_sheet(tiles, captions, title, tile_width=tw))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -458,20 +432,15 @@ def write_qa(path: Path, images: Path, raw: RawDetections, track: HandTrack) -> 
 
 
 def _frame_names(root: Path) -> list[str]:
-    folder = root / IMAGES_DIR
+    """PNG names of SEQ_DIR/images (masks.frame_stems), its errors as HandDetectError."""
     if not root.is_dir():
         raise HandDetectError(f"{root}: folder not found. Fix: pass the sequence folder that `hold preprocess frames` "
                               f"wrote")
-    names = sorted(p.name for p in folder.glob("*.png")) if folder.is_dir() else []
-    if not names:
-        raise HandDetectError(f"{folder}: has no frames (000000.png, ...). Fix: run `hold preprocess frames VIDEO "
-                              f"--out {root}` first")
-    expected = [f"{frame_name(i)}.png" for i in range(len(names))]
-    if names != expected:
-        odd = sorted(set(names) - set(expected))[:3] or sorted(set(expected) - set(names))[:3]
-        raise HandDetectError(f"{folder}: frames are not numbered 000000.png, 000001.png, ... without gaps (see "
-                              f"{odd}). Fix: re-run `hold preprocess frames`")
-    return names
+    try:
+        stems, _ = frame_stems(root)
+    except SequenceError as e:
+        raise HandDetectError(str(e)) from None
+    return [f"{s}.png" for s in stems]
 
 
 def _check_config(cfg: HandDetectConfig) -> None:

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from jaxtyping import Float
 from PIL import Image, ImageDraw, ImageFont
 
 from hold.data.errors import ProblemLog, SequenceError
@@ -52,6 +53,7 @@ from hold.hands import KEYPOINT_PARENTS, HandModel, load_hand_model
 from hold.progress import track
 from preprocess.hand_fit import FitError, HandFitConfig, HandFitResult, HandParams, fit_hand
 from preprocess.hand_import import HandEstimates, HandInputError, read_keypoints, read_mano_params
+from preprocess.masks import frame_stems
 from preprocess.records import StepRecord, fingerprint, load_record, remove_record, to_jsonable, write_record
 
 STEP = "hands"
@@ -118,13 +120,6 @@ class SequenceInfo:
 # Sequence folder
 
 
-def _frame_files(root: Path) -> list[Path]:
-    folder = root / IMAGES_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.png") if p.stem.isdigit() and len(p.stem) == len(frame_name(0)))
-
-
 def read_sequence_info(root: Path, focal: float | None) -> SequenceInfo:
     """T, image size and K of SEQ_DIR: from sequence.json, else from images/ and --focal / the default."""
     if not root.is_dir():
@@ -139,21 +134,7 @@ def read_sequence_info(root: Path, focal: float | None) -> SequenceInfo:
             print(f"hold preprocess hands: note: --focal {focal} is ignored, K comes from {root / SEQUENCE_JSON}",
                   file=sys.stderr)
         return SequenceInfo(root, meta.num_frames, W, H, np.asarray(meta.K, dtype=np.float64), "sequence.json", raw)
-    frames = _frame_files(root)
-    if not frames:
-        raise SequenceError(root / IMAGES_DIR, None, message="has no frames (000000.png, ...) and there is no "
-                            "sequence.json", fix="run `hold preprocess frames` on the video first")
-    expected = [frame_name(i) for i in range(len(frames))]
-    if [p.stem for p in frames] != expected:
-        missing = sorted(set(expected) - {p.stem for p in frames})[:5]
-        raise SequenceError(root / IMAGES_DIR, None, message=f"has gaps in its frame numbers (missing {missing})",
-                            fix="re-run `hold preprocess frames`")
-    try:
-        with Image.open(frames[0]) as im:
-            W, H = im.size
-    except OSError as e:
-        raise SequenceError(frames[0], None, message=f"cannot be read as an image ({e})",
-                            fix="re-run `hold preprocess frames`") from e
+    stems, (W, H) = frame_stems(root)  # no sequence.json: T and the size from images/
     if focal is not None:
         if not (focal > 0 and np.isfinite(focal)):
             raise ValueError(f"--focal {focal}: expected a positive focal length in pixels")
@@ -161,7 +142,7 @@ def read_sequence_info(root: Path, focal: float | None) -> SequenceInfo:
     else:
         f, source = DEFAULT_FOCAL_SCALE * max(W, H), f"default f = {DEFAULT_FOCAL_SCALE} * max(W, H)"
     K = np.array([[f, 0.0, W / 2.0], [0.0, f, H / 2.0], [0.0, 0.0, 1.0]])
-    return SequenceInfo(root, len(frames), W, H, K, source + ", principal point at the image centre", None)
+    return SequenceInfo(root, len(stems), W, H, K, source + ", principal point at the image centre", None)
 
 
 def _resolve_hand_model(cfg: HandsConfig, info: SequenceInfo) -> str:
@@ -356,8 +337,9 @@ def _font() -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _draw_skeleton(draw: ImageDraw.ImageDraw, uv: np.ndarray, conf: np.ndarray, color: tuple, width: int, r: float
-                   ) -> None:
+def draw_skeleton(draw: ImageDraw.ImageDraw, uv: Float[np.ndarray, "21 2"], conf: Float[np.ndarray, " 21"],
+                  color: tuple, width: int, r: float) -> None:
+    """The hand's bones and joints (those with confidence > 0), in `color`, on `draw`."""
     for k, parent in enumerate(KEYPOINT_PARENTS):
         if parent >= 0 and conf[k] > 0 and conf[parent] > 0:
             draw.line([tuple(uv[parent]), tuple(uv[k])], fill=color, width=width)
@@ -407,8 +389,8 @@ def write_qa(path: Path, info: SequenceInfo, est: HandEstimates, result: HandFit
         draw = ImageDraw.Draw(tile)
         if detected[t]:
             kp = est.keypoints_2d[t]
-            _draw_skeleton(draw, kp[:, :2] * scale, kp[:, 2], (40, 220, 60), 1, 3.0)
-        _draw_skeleton(draw, fit_uv[t] * scale, np.ones(21), (40, 120, 255), 2, 1.5)
+            draw_skeleton(draw, kp[:, :2] * scale, kp[:, 2], (40, 220, 60), 1, 3.0)
+        draw_skeleton(draw, fit_uv[t] * scale, np.ones(21), (40, 120, 255), 2, 1.5)
         if outlier[t]:
             label, border = f"#{t} outlier {err[t]:.0f}px", (230, 40, 40)
         elif not detected[t]:

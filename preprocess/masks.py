@@ -173,14 +173,13 @@ def read_mask_values(path: Path) -> tuple[np.ndarray, bool]:
     return rgb.max(axis=2), True
 
 
-def image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path, fix: str = "re-export the mask as PNG") -> tuple[int, int]:
     """(W, H) of an image file, from its header."""
     try:
         with Image.open(path) as im:
             return im.size
     except (OSError, ValueError) as e:
-        raise SequenceError(path, None, message=f"cannot be read as an image ({e})",
-                            fix="re-export the mask as PNG") from None
+        raise SequenceError(path, None, message=f"cannot be read as an image ({e})", fix=fix) from None
 
 
 def list_masks(folder: Path, role: str) -> list[Path]:
@@ -224,18 +223,17 @@ def match_masks(
 
 
 def frame_stems(seq_dir: Path) -> tuple[list[str], tuple[int, int]]:
-    """Names of the frames in SEQ_DIR/images (000000 ... contiguous) and their size (W, H)."""
+    """Names of the frames in SEQ_DIR/images (000000 ... contiguous) and their size (W, H); every step lists the
+    frames with it."""
     folder = seq_dir / IMAGES_DIR
-    if not folder.is_dir():
-        raise SequenceError(folder, None, message="not found (the masks belong to the frames)", fix=FIX_FRAMES)
     stems = sorted(p.stem for p in folder.glob("*.png")
-                   if len(p.stem) == FRAME_DIGITS and p.stem.isdigit())
-    if not stems:
-        raise SequenceError(folder, None, message="contains no frames (000000.png ...)", fix=FIX_FRAMES)
+                   if len(p.stem) == FRAME_DIGITS and p.stem.isdigit()) if folder.is_dir() else []
+    if not stems:  # no folder or no frames in it: the frames step has not run
+        raise SequenceError(folder, None, message="has no frames (000000.png ...)", fix=FIX_FRAMES)
     if stems != [frame_name(i) for i in range(len(stems))]:
         raise SequenceError(folder, None, found=f"frames {stems[0]} ... {stems[-1]} with gaps",
                             expected="000000.png ... without gaps", fix=FIX_FRAMES)
-    return stems, image_size(folder / f"{stems[0]}.png")
+    return stems, image_size(folder / f"{stems[0]}.png", fix=FIX_FRAMES)
 
 
 def _frames_info(seq_dir: Path, T: int) -> FramesInfo | None:

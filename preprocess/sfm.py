@@ -42,7 +42,7 @@ from scipy.ndimage import distance_transform_edt
 from hold.data.errors import ProblemLog, SequenceError
 from hold.data.io import atomic_write_npz, write_image
 from hold.data.schema import (
-    FRAME_DIGITS, IMAGES_DIR, LABELS, MASKS_DIR, OBJECT_NPZ, ObjectTrack, check_object_arrays, frame_name,
+    IMAGES_DIR, LABELS, MASKS_DIR, OBJECT_NPZ, ObjectTrack, read_png, check_object_arrays,
 )
 from hold.geometry.rotations import (
     axis_angle_to_matrix, interpolate_linear, interpolate_rotations, matrix_to_axis_angle,
@@ -50,6 +50,7 @@ from hold.geometry.rotations import (
 from hold.progress import track
 from hold.synth.preview import overlay_labels
 from preprocess.frames import contact_sheet
+from preprocess.masks import FIX_FRAMES, frame_stems
 from preprocess.records import StepRecord, fingerprint, load_record, remove_record, should_skip, write_record
 from preprocess.sfm_colmap import CAMERA_MODELS, MAPPERS, ColmapConfig, ColmapResult, run_colmap
 
@@ -62,7 +63,6 @@ MIN_POINTS = 10
 """Fewer SfM points than this cannot define the object's canonical space."""
 FEW_KEYPOINTS = 100
 """Mean SIFT keypoints per frame on the object below which SfM typically fails (too few features)."""
-FIX_FRAMES = "run `hold preprocess frames INPUT --out SEQ_DIR` first"
 FIX_MASKS = "run `hold preprocess masks SEQ_DIR ...` first (label masks: 1 = object, 2/3 = hands)"
 OBJECT = LABELS["object"]
 HAND_LABELS = (LABELS["right"], LABELS["left"], LABELS["ignore"])
@@ -263,44 +263,19 @@ def _say(msg: str) -> None:
     print(f"hold preprocess sfm: {msg}", file=sys.stderr)
 
 
-def list_frames(seq_dir: Path) -> list[str]:
-    """File names of the frames in SEQ_DIR/images (000000.png ... contiguous)."""
-    folder = seq_dir / IMAGES_DIR
-    if not folder.is_dir():
-        raise SequenceError(folder, None, message="folder not found", fix=FIX_FRAMES)
-    stems = sorted(p.stem for p in folder.glob("*.png") if len(p.stem) == FRAME_DIGITS and p.stem.isdigit())
-    if not stems:
-        raise SequenceError(folder, None, message="contains no frames (000000.png ...)", fix=FIX_FRAMES)
-    if stems != [frame_name(i) for i in range(len(stems))]:
-        raise SequenceError(folder, None, found=f"frames {stems[0]} ... {stems[-1]} with gaps",
-                            expected="000000.png ... without gaps", fix=FIX_FRAMES)
+def list_frames(seq_dir: Path) -> tuple[list[str], tuple[int, int]]:
+    """File names of the frames in SEQ_DIR/images (masks.frame_stems) and their size (W, H); at least MIN_FRAMES."""
+    stems, size = frame_stems(seq_dir)
     if len(stems) < MIN_FRAMES:
-        raise SequenceError(folder, None, found=f"{len(stems)} frame(s)",
+        raise SequenceError(seq_dir / IMAGES_DIR, None, found=f"{len(stems)} frame(s)",
                             expected=f"at least {MIN_FRAMES} frames for structure from motion",
                             fix="extract more frames (`hold preprocess frames` with a smaller --stride or a longer clip)")
-    return [f"{s}.png" for s in stems]
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except OSError as e:
-        raise SequenceError(path, None, message=f"cannot be read as an image ({e})", fix=FIX_FRAMES) from None
+    return [f"{s}.png" for s in stems], size
 
 
 def read_labels(path: Path, size: tuple[int, int]) -> UInt8[np.ndarray, "H W"]:
-    """A label mask of the contract (single-channel PNG) of the frames' size."""
-    if not path.is_file():
-        raise SequenceError(path, None, message="not found (every frame needs its label mask)", fix=FIX_MASKS)
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("L", "P"):
-                raise SequenceError(path, None, found=f"mode {im.mode}", expected="a single-channel label PNG (mode L)",
-                                    fix=FIX_MASKS)
-            labels = np.asarray(im)
-    except OSError as e:
-        raise SequenceError(path, None, message=f"cannot be read as an image ({e})", fix=FIX_MASKS) from None
+    """A label mask of the contract (single-channel PNG, as Sequence.load_mask reads it) of the frames' size."""
+    labels = read_png(path, ("L", "P"), FIX_MASKS, "a single-channel label PNG (mode L)")
     if (labels.shape[1], labels.shape[0]) != size:
         raise SequenceError(path, None, found=f"size {labels.shape[1]}x{labels.shape[0]}",
                             expected=f"{size[0]}x{size[1]} like the frames", fix=FIX_MASKS)
@@ -436,9 +411,8 @@ def run_sfm(seq_dir: Path | str, cfg: SfmConfig | None = None, force: bool = Fal
     seq_dir = Path(seq_dir)
     cfg = cfg or SfmConfig()
     _check_config(cfg, seq_dir)
-    names = list_frames(seq_dir)
+    names, size = list_frames(seq_dir)
     T = len(names)
-    size = _image_size(seq_dir / IMAGES_DIR / names[0])
     W, H = size
     colmap_cfg = dataclasses.replace(cfg.colmap, matcher=resolve_matcher(cfg.matcher, T, cfg.exhaustive_max_frames))
     options = dataclasses.asdict(dataclasses.replace(cfg, colmap=colmap_cfg))

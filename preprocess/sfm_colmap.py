@@ -79,10 +79,8 @@ class ColmapConfig:
 class ColmapResult:
     """The largest reconstruction (world = the object's SfM frame) and what the database saw."""
 
-    image_names: list[str]
-    """Every image given to COLMAP, in the order of the inputs."""
     registered: Bool[np.ndarray, " T"]
-    """Whether image i is in the largest reconstruction."""
+    """Whether image i (in the order of the names given to COLMAP) is in the largest reconstruction."""
     cam_from_world: Float[np.ndarray, "T 4 4"]
     """Rigid camera-from-world transform of each registered image (identity where not registered)."""
     K: Float[np.ndarray, "3 3"]
@@ -218,7 +216,7 @@ def run_colmap(
     cam_from_world = np.tile(np.eye(4), (T, 1, 1))
     if not runs:
         return ColmapResult(
-            image_names=list(image_names), registered=registered, cam_from_world=cam_from_world,
+            registered=registered, cam_from_world=cam_from_world,
             K=np.full((3, 3), np.nan), points=np.zeros((0, 3)), point_errors=np.zeros(0),
             track_lengths=np.zeros(0, dtype=np.int64), keypoints=keypoints, matched_pairs=matched_pairs,
             mean_reprojection_error=float("nan"), model_sizes=[], run_summaries=[], timings=timings)
@@ -234,7 +232,6 @@ def run_colmap(
     camera = next(iter(rec.cameras.values()))  # CameraMode.SINGLE: exactly one
     pts = list(rec.points3D.values())
     return ColmapResult(
-        image_names=list(image_names),
         registered=registered,
         cam_from_world=cam_from_world,
         K=np.asarray(camera.calibration_matrix(), dtype=np.float64),

@@ -27,6 +27,23 @@ def test_config_sections_presets_and_overrides():
         resolve_reconstruct_config(["no_such_preset"])
 
 
+def test_preprocess_step_sections_are_typed_configs():
+    """`preprocess.hand_detect.*` (and mask_estimate / align) overrides give the step's config, not a dict."""
+    from preprocess.align import AlignConfig
+    from preprocess.hand_detect import HandDetectConfig
+    from preprocess.mask_estimate import MaskEstimateConfig
+
+    cfg = resolve_reconstruct_config([], ["preprocess.hands.side=left", "preprocess.hand_detect.static_image_mode=true",
+                                          "preprocess.mask_estimate.box=[1,2,30,40]", "preprocess.align.hand_points=100"])
+    p = cfg.preprocess
+    assert isinstance(p.hand_detect, HandDetectConfig) and p.hand_detect.static_image_mode and p.hands.side == "left"
+    assert isinstance(p.mask_estimate, MaskEstimateConfig) and tuple(p.mask_estimate.box) == (1.0, 2.0, 30.0, 40.0)
+    assert isinstance(p.align, AlignConfig) and p.align.hand_points == 100
+    assert resolve_reconstruct_config().preprocess.hand_detect is None  # the detector's defaults
+    with pytest.raises(ValueError, match="no_such_key"):
+        resolve_reconstruct_config([], ["preprocess.hand_detect.no_such_key=1"])
+
+
 def test_stage_plan(tmp_path):
     assert plan_stages("build", "render", has_gt=True) == ["fit", "refine", "final", "export", "evaluate", "render"]
     assert plan_stages("video", "final", has_gt=False) == ["preprocess", "fit", "refine", "final"]

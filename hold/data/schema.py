@@ -203,14 +203,14 @@ class Sequence:
     def load_image(self, i: int) -> np.ndarray:
         """RGB frame i as (H, W, 3) uint8."""
         path = self.image_path(i)
-        arr = _read_png(path, ("RGB",), FIX_IMAGES, "RGB (8-bit, 3 channels)")
+        arr = read_png(path, ("RGB",), FIX_IMAGES, "RGB (8-bit, 3 channels)")
         self._check_size(path, arr, FIX_IMAGES)
         return arr
 
     def load_mask(self, i: int) -> np.ndarray:
         """Label mask i as (H, W) uint8 with values in LABELS."""
         path = self.mask_path(i)
-        arr = _read_png(path, ("L", "P"), FIX_MASKS, "L (8-bit single-channel labels)")
+        arr = read_png(path, ("L", "P"), FIX_MASKS, "L (8-bit single-channel labels)")
         self._check_size(path, arr, FIX_MASKS)
         return arr
 
@@ -224,7 +224,7 @@ class Sequence:
             )
 
 
-def _read_png(path: Path, modes: tuple[str, ...], fix: str, mode_text: str) -> np.ndarray:
+def read_png(path: Path, modes: tuple[str, ...], fix: str, mode_text: str) -> np.ndarray:
     if not path.is_file():
         raise SequenceError(path, None, message="file not found", fix=fix)
     try:

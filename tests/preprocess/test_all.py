@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import preprocess.all
 from hold.data.io import write_mask
 from preprocess.all import (
-    MIN_FRAMES, PIPELINE, AllConfig, StepFailed, StepUnavailable, build_parser, config_from_args, format_seconds,
-    main, masks_from_dir, remaining_seconds, run_all, step_cost,
+    MIN_FRAMES, PIPELINE, AllConfig, StepFailed, build_parser, config_from_args, format_seconds, main, masks_from_dir,
+    remaining_seconds, run_all, step_cost,
 )
+from preprocess.hand_detect import HandDetectConfig
 from preprocess.hand_fit import HandFitConfig
 from preprocess.hands import HandsConfig
 from preprocess.masks import MasksConfig
@@ -139,21 +141,6 @@ def test_missing_input_stops_before_anything_is_written(tmp_path):
     assert not seq.exists()
 
 
-def test_missing_step_module_is_named_before_any_work(tiny, tmp_path, monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "preprocess.align" else real(name, *a))
-    seq = tmp_path / "seq"
-    with pytest.raises(StepUnavailable, match=r"step 'align' is not available: its module preprocess/align\.py is "
-                                              r"missing.*--until sfm"):
-        run_all(tiny["video"], seq, _cfg(tiny, until="build"), progress=False)
-    assert not seq.exists()  # checked before the first step ran
-    with pytest.raises(StepUnavailable, match=r"step 'masks'.*mask_estimate\.py.*--masks\.dir"):
-        monkeypatch.setattr(importlib.util, "find_spec",
-                            lambda name, *a: None if name == "preprocess.mask_estimate" else real(name, *a))
-        run_all(tiny["video"], seq, _cfg(tiny, masks=None, until="masks"), progress=False)
-
-
 def test_three_frame_clip_stops_after_frames(tiny, tmp_path):
     video = write_video(tiny["synth"] / "images", tmp_path / "short.mp4", num_frames=3)
     with pytest.raises(StepFailed, match=rf"step 'frames'.*has 3 frames.*at least {MIN_FRAMES}.*--frames\.stride"):
@@ -224,6 +211,23 @@ def test_without_keypoints_the_detector_runs_and_says_what_is_missing(tiny, tmp_
     with pytest.raises(StepFailed, match=r"step 'hands' stopped.*no-python.*mediapipe==0\.10\.21"):
         run_all(tiny["video"], tmp_path / "seq", cfg, progress=False)
     assert load_record(tmp_path / "seq", "frames") is not None and not (tmp_path / "seq" / "hands.npz").exists()
+
+
+def test_the_detector_looks_for_the_hand_the_fit_is_of(tiny, tmp_path, monkeypatch):
+    """AllConfig built in code (as `hold reconstruct` does) leaves hand_detect at its defaults ('right'): the
+    detector must still pick the side of hands.side, or a right hand's keypoints are fitted as a left hand."""
+    seen = []
+
+    def fake_detect(seq_dir, cfg):
+        seen.append(cfg)
+        raise ValueError("the detector stops here")
+
+    monkeypatch.setattr(preprocess.all, "run_detect", fake_detect)
+    for detector in (None, HandDetectConfig(side="right", static_image_mode=True)):
+        with pytest.raises(StepFailed, match="step 'hands' stopped.*the detector stops here"):
+            run_all(tiny["video"], tmp_path / "seq", AllConfig(hands=HandsConfig(side="left", fit=FAST_FIT),
+                                                               hand_detect=detector, until="hands"), progress=False)
+    assert [(c.side, c.static_image_mode, c.progress) for c in seen] == [("left", False, False), ("left", True, False)]
 
 
 @pytest.mark.skipif(not os.environ.get("HOLD_MEDIAPIPE_PYTHON"), reason="no MediaPipe interpreter configured "
