@@ -22,7 +22,7 @@ Sequence keys (`contact_metrics`; means over the frames given by `valid`):
 =====================  ========  ====================================================================
 pen_depth_mm           mm        mean over frames of the frame's max penetration depth
 pen_max_mm             mm        max over frames of the same
-pen_mean_mm            mm        mean over frames of the mean depth of the inside vertices
+pen_mean_mm            mm        mean over frames of pen_mean (frames without penetration count as 0)
 pen_ratio              [0, 1]    fraction of frames with penetration depth > pen_threshold_m (1 mm)
 contact_ratio          [0, 1]    fraction of frames in contact (a vertex within contact_threshold_m,
                                  2 mm, of the surface, or inside it)
@@ -44,6 +44,7 @@ import numpy as np
 from jaxtyping import Bool, Float, Int
 from scipy.spatial import cKDTree
 
+from hold.geometry.triangles import REGION_EDGE, REGION_VERTEX, closest_point_on_triangles_np
 from hold.hands.base import FINGERTIP_KEYPOINTS
 
 CONTACT_KEYS = ("pen_depth_mm", "pen_max_mm", "pen_mean_mm", "pen_ratio", "contact_ratio", "tip_dist_mm",
@@ -62,46 +63,8 @@ class ContactConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exact point-to-triangle distance
+# Exact point-to-mesh distance (closest points: hold.geometry.triangles)
 # ----------------------------------------------------------------------------------------------
-
-
-def closest_points_on_triangles(
-    p: Float[np.ndarray, "N 3"], a: Float[np.ndarray, "N 3"], b: Float[np.ndarray, "N 3"], c: Float[np.ndarray, "N 3"],
-    return_region: bool = False,
-) -> Float[np.ndarray, "N 3"] | tuple[Float[np.ndarray, "N 3"], Int[np.ndarray, "N"]]:
-    """Closest point of triangle (a_i, b_i, c_i) to p_i, for each row (Voronoi-region test of the
-    vertices, edges and face; Ericson, Real-Time Collision Detection, 5.1.5). Non-degenerate
-    triangles only. `return_region` also gives the feature hit: REGION_FACE, REGION_VERTEX + k
-    (corner k of a, b, c) or REGION_EDGE + k (edge k of ab, bc, ca)."""
-    ab, ac, ap = b - a, c - a, p - a
-    bp, cp = p - b, p - c
-    d1, d2 = np.einsum("ij,ij->i", ab, ap), np.einsum("ij,ij->i", ac, ap)
-    d3, d4 = np.einsum("ij,ij->i", ab, bp), np.einsum("ij,ij->i", ac, bp)
-    d5, d6 = np.einsum("ij,ij->i", ab, cp), np.einsum("ij,ij->i", ac, cp)
-    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
-    region = np.full(len(p), REGION_FACE)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        denom = va + vb + vc
-        out = a + ab * (vb / denom)[:, None] + ac * (vc / denom)[:, None]  # face interior
-        # Later assignments win: the order reverses Ericson's early returns (vertex A first).
-        m = (va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0)  # edge BC
-        w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-        out[m], region[m] = (b + (c - b) * w[:, None])[m], REGION_EDGE + 1
-        m = (vb <= 0) & (d2 >= 0) & (d6 <= 0)  # edge CA
-        out[m], region[m] = (a + ac * (d2 / (d2 - d6))[:, None])[m], REGION_EDGE + 2
-        m = (d6 >= 0) & (d5 <= d6)  # vertex C
-        out[m], region[m] = c[m], REGION_VERTEX + 2
-        m = (vc <= 0) & (d1 >= 0) & (d3 <= 0)  # edge AB
-        out[m], region[m] = (a + ab * (d1 / (d1 - d3))[:, None])[m], REGION_EDGE + 0
-        m = (d3 >= 0) & (d4 <= d3)  # vertex B
-        out[m], region[m] = b[m], REGION_VERTEX + 1
-        m = (d1 <= 0) & (d2 <= 0)  # vertex A
-        out[m], region[m] = a[m], REGION_VERTEX + 0
-    return (out, region) if return_region else out
-
-
-REGION_FACE, REGION_VERTEX, REGION_EDGE = 0, 1, 4
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -210,7 +173,7 @@ class MeshDistance:
             dc, idx = dc.reshape(len(q), k), idx.reshape(len(q), k)
             tri = self.tri[idx.reshape(-1)]
             qq = np.repeat(q, k, axis=0)
-            c, r = closest_points_on_triangles(qq, tri[:, 0], tri[:, 1], tri[:, 2], return_region=True)
+            c, r = closest_point_on_triangles_np(tri, qq)
             d = np.linalg.norm(qq - c, axis=1).reshape(len(q), k)
             j = d.argmin(axis=1)
             best = d[np.arange(len(q)), j]

@@ -10,22 +10,19 @@ Metric definitions: docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from hold.data.groundtruth import HandObjectTrajectory, load_trajectory
+from hold.data.groundtruth import PRED_DIR, HandObjectTrajectory, load_trajectory
 from hold.data.io import atomic_write_json
 from hold.data.schema import GT_DIR, SEQUENCE_JSON
-from hold.metrics import evaluate_trajectories, trajectory_contact_metrics
+from hold.metrics import contact_unavailable_reason, evaluate_trajectories, trajectory_contact_metrics
+from hold.run_dir import RUN_JSON, STAGES, read_run_json
 
 GtFormat = Literal["auto", "hold", "ho3d"]
-STAGES = ("final", "fit")  # a reconstruction directory's trained runs, preferred first
-RUN_JSON = "run.json"
-PRED_DIR = "pred"
 METRICS_JSON = "metrics.json"
 SUMMARY_KEYS = (("mpjpe_ra_r", "MPJPE_r {:.1f} mm"), ("mpjpe_ra_l", "MPJPE_l {:.1f} mm"),
                 ("cd_obj", "CD_obj {:.3f} cm²"), ("f10_obj", "F10 {:.1%}"), ("f5_obj", "F5 {:.1%}"),
@@ -93,19 +90,15 @@ def resolve_prediction(path: Path | str) -> tuple[Path, Path | None]:
 
 def default_ground_truth(pred_arg: Path | str) -> Path | None:
     """The gt/ of the build the prediction was made from: RUN/build/gt, else the build named by the
-    run.json of RUN/final, RUN/fit or the run itself; None when there is none."""
+    run.json of RUN/final, RUN/fit or the run itself; None when there is none. A run.json that is not
+    a trained run's (no readable 'build') raises ValueError naming it."""
     path = Path(pred_arg)
     if (path / "build" / GT_DIR).is_dir():
         return path / "build" / GT_DIR
     for run in [path / s for s in STAGES] + [path, path.parent]:
         if _is_run(run):
-            try:
-                build = json.loads((run / RUN_JSON).read_text()).get("build")
-            except (OSError, json.JSONDecodeError):
-                continue
-            if build and (Path(build) / GT_DIR).is_dir():
-                return Path(build) / GT_DIR
-            return None
+            build = read_run_json(run)["build"]
+            return Path(build) / GT_DIR if build and (Path(build) / GT_DIR).is_dir() else None
     return None
 
 
@@ -192,6 +185,11 @@ def load_ground_truth(gt: Path, gt_format: str, mano_dir: Path | str | None = No
     from hold.ho3d import load_ho3d_sequence
 
     seq = load_ho3d_sequence(gt, ycb_dir=ycb_models, mano_dir=mano_dir)
+    if not seq.valid.any():
+        raise ValueError(f"GT '{gt}': no frame has all 21 hand joints and the object pose, so there is nothing to "
+                         f"score. HO3D's evaluation split looks like this (its meta/*.pkl hold only the root joint; "
+                         f"the rest is kept by the benchmark server). Fix: evaluate against a sequence of the train "
+                         f"split, or leave GT out for prediction-only statistics.")
     if ycb_models is None:
         notes.append("HO3D without --ycb-models: no object mesh, so no object metrics (CD, F-scores, CD_h, "
                      "MRRPE, pose errors, contact)")
@@ -224,7 +222,8 @@ def _evaluate(inputs: EvalInputs, out: Path | str | None, mano_dir, ycb_models
     if inputs.gt is None:
         metrics: dict = {"num_frames": int(pred_traj.num_frames), **trajectory_contact_metrics(pred_dict)}
         if len(metrics) == 1:
-            notes.append("the prediction has no object or no hand vertices: no contact statistics either")
+            notes.append(f"no contact/penetration statistics either: the prediction has "
+                         f"{contact_unavailable_reason(pred_dict)}")
     else:
         gt_dict, gt_notes = load_ground_truth(inputs.gt, inputs.gt_format, mano_dir, ycb_models)
         notes += gt_notes

@@ -29,27 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from jaxtyping import Bool, Float
 
 from hold.data.groundtruth import HandObjectTrajectory, HandTrajectory, ObjectTrajectory
+from hold.geometry.rotations import axis_angle_to_matrix
+from hold.hands.mano import KEYPOINT_SOURCES
 
 META_DIR = "meta"
 YCB_MESH = "textured_simple.obj"
-# HO3D / MANO joint names in handJoints3D order (16 MANO joints, then the 5 tips).
-HO3D_JOINT_NAMES: tuple[str, ...] = (
-    "wrist", "index1", "index2", "index3", "middle1", "middle2", "middle3", "little1", "little2", "little3",
-    "ring1", "ring2", "ring3", "thumb1", "thumb2", "thumb3", "thumb_tip", "index_tip", "middle_tip",
-    "ring_tip", "little_tip",
-)
-# For each of hold's 21 keypoints (hold.hands.base.KEYPOINT_NAMES), its index in handJoints3D.
-HO3D_TO_COMMON: tuple[int, ...] = (
-    0,
-    13, 14, 15, 16,  # thumb
-    1, 2, 3, 17,  # index
-    4, 5, 6, 18,  # middle
-    10, 11, 12, 19,  # ring
-    7, 8, 9, 20,  # little
-)
+# For each of hold's 21 keypoints (hold.hands.base.KEYPOINT_NAMES), its index in handJoints3D. That array
+# is MANO's 16 joints followed by the fingertip vertices in thumb..little order: exactly the
+# cat(joints, tips) that hold's MANO backend indexes, so the map is the same.
+HO3D_TO_COMMON: tuple[int, ...] = KEYPOINT_SOURCES
 CV_FROM_GL: Float[np.ndarray, "3 3"] = np.diag([1.0, -1.0, -1.0])
 """OpenGL-style camera frame (y up, looking along -z) -> OpenCV camera frame (y down, z forward)."""
 FIX_HO3D = ("pass the folder of ONE HO3D sequence (e.g. HO3D_v3/train/ABF10, the one holding meta/), "
@@ -74,33 +66,12 @@ class HO3DSequence:
     mano_dir: Path | None = None
     """Where the MANO model came from, None when vertices were not computed."""
 
-    @property
-    def has_vertices(self) -> bool:
-        return self.mano_dir is not None
-
-    def require_vertices(self) -> None:
-        """Raise a clear error when the hand vertices are not available (no MANO model given)."""
-        if not self.has_vertices:
-            raise ValueError("HO3D hand vertices need the MANO hand model, which HO3D does not ship: no MANO folder "
-                             "was given. Fix: pass --mano-dir DIR with your MANO_RIGHT.pkl (from "
-                             "https://mano.is.tue.mpg.de). Without it only joint metrics (MPJPE) are computed.")
-
-
-def rodrigues(rotvec: Float[np.ndarray, "3"]) -> Float[np.ndarray, "3 3"]:
-    """Rotation matrix of an axis-angle vector (radians)."""
-    r = np.asarray(rotvec, dtype=np.float64).reshape(3)
-    theta = float(np.linalg.norm(r))
-    if theta < 1e-12:
-        return np.eye(3)
-    k = r / theta
-    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * Kx @ Kx
-
 
 def object_pose_cv(obj_rot: np.ndarray, obj_trans: np.ndarray) -> Float[np.ndarray, "4 4"]:
     """T_cam_from_obj in hold's OpenCV camera frame from HO3D's objRot/objTrans (OpenGL frame)."""
+    rot = torch.as_tensor(np.asarray(obj_rot, dtype=np.float64).reshape(3))
     T = np.eye(4)
-    T[:3, :3] = CV_FROM_GL @ rodrigues(obj_rot)
+    T[:3, :3] = CV_FROM_GL @ axis_angle_to_matrix(rot).numpy()
     T[:3, 3] = CV_FROM_GL @ np.asarray(obj_trans, dtype=np.float64).reshape(3)
     return T
 
@@ -244,7 +215,6 @@ def load_ho3d_sequence(
                               stacklevel=2)
         missing = ~np.all(np.isfinite(kp_cv), axis=(1, 2)) & has_params
         kp_cv[missing] = kp_mano[missing]  # joints computable from the MANO parameters
-        verts_cv[~has_params] = np.nan
 
     hand_ok = np.all(np.isfinite(kp_cv), axis=(1, 2))
     obj = None

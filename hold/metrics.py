@@ -627,27 +627,47 @@ def _posed_bbox_centres(T_cam_from_obj: np.ndarray, x_obj: np.ndarray) -> np.nda
     return 0.5 * (x_cam.min(axis=1) + x_cam.max(axis=1))
 
 
-def trajectory_contact_metrics(d: dict, valid: np.ndarray | None = None,
-                               config: ContactConfig | None = None) -> dict[str, float]:
-    """Contact/penetration keys (`hold.contact_metrics`) of one trajectory dict (the form
-    `evaluate_trajectories` takes); {} when it has no object or no hand with vertices, or when its
-    poses fold in a scale that changes over time."""
+def _contact_inputs(d: dict) -> tuple[tuple | None, str]:
+    """((hands, metric object vertices, faces, rigid poses), '') of a trajectory dict, or (None, why
+    there are no contact statistics)."""
     obj = d.get("object")
     hands = {}
     for side, h in (d.get("hands") or {}).items():
         v = h.get("vertices")
         if v is not None and np.ndim(v) == 3 and np.shape(v)[1] > 0:
             hands[side] = (np.asarray(v, dtype=np.float64), h.get("keypoints"))
-    if obj is None or not hands:
-        return {}
+    if obj is None:
+        return None, "no object"
+    if not hands:
+        return None, "no hand vertices"
     T_cam_from_obj = np.asarray(obj["T_cam_from_obj"], dtype=np.float64)
     # A scale folded into the poses moves into the mesh, so distances are measured in metres.
     det = np.linalg.det(T_cam_from_obj[:, :3, :3])
     s_t = np.cbrt(det[np.isfinite(det)])
-    if len(s_t) == 0 or np.ptp(s_t) > 1e-3 * abs(float(np.median(s_t))) or float(np.median(s_t)) <= 0:
-        return {}
+    if len(s_t) == 0:
+        return None, "no finite object pose"
+    if np.ptp(s_t) > 1e-3 * abs(float(np.median(s_t))) or float(np.median(s_t)) <= 0:
+        return None, ("object poses whose folded-in scale changes over time or mirrors (no single metric "
+                      "scale to measure distances in)")
     s = float(np.median(s_t))
     T_rigid = T_cam_from_obj.copy()
     T_rigid[:, :3, :3] /= s
     verts = np.asarray(obj["vertices"], dtype=np.float64) * float(obj.get("scale", 1.0)) * s
-    return contact_metrics(hands, verts, np.asarray(obj["faces"]), T_rigid, valid=valid, config=config)
+    return (hands, verts, np.asarray(obj["faces"]), T_rigid), ""
+
+
+def contact_unavailable_reason(d: dict) -> str | None:
+    """Why `trajectory_contact_metrics(d)` is {} (e.g. 'no object'), None when it is not."""
+    return _contact_inputs(d)[1] or None
+
+
+def trajectory_contact_metrics(d: dict, valid: np.ndarray | None = None,
+                               config: ContactConfig | None = None) -> dict[str, float]:
+    """Contact/penetration keys (`hold.contact_metrics`) of one trajectory dict (the form
+    `evaluate_trajectories` takes); {} when it has no object or no hand with vertices, or when its
+    poses fold in a scale that changes over time (`contact_unavailable_reason` says which)."""
+    inputs, _ = _contact_inputs(d)
+    if inputs is None:
+        return {}
+    hands, verts, faces, T_rigid = inputs
+    return contact_metrics(hands, verts, faces, T_rigid, valid=valid, config=config)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +33,10 @@ import numpy as np
 from hold.data.io import atomic_write_json, write_mask
 from hold.mesh_io import write_mesh
 from hold.progress import track
-from hold.run_dir import MODEL_PT, find_trained_run, load_trained_model
-from render.gltf_anim import AnimatedHand, AnimatedObject, write_animated_glb
-from render.raster import CameraMesh, MeshRasterizer, OffscreenUnavailable, composite
+from hold.run_dir import MODEL_PT, TrainedRun, find_trained_run, load_trained_model
+from hold.synth.render import composite
+from render.gltf_anim import write_animated_glb
+from render.raster import CameraMesh, MeshRasterizer, OffscreenUnavailable
 from render.scene import RunScene, load_run_scene
 from render.turntable import turntable_intrinsics, turntable_poses
 from hold.video import write_frames, write_mp4
@@ -111,8 +112,9 @@ def check_frames(frames: list[int], num_frames: int, what: str) -> list[int]:
     return sorted(set(int(i) for i in frames))
 
 
-def _background(run: Path, H: int, W: int) -> np.ndarray:
-    """The model's learned background image (H,W,3) uint8 (mid grey when the checkpoint has none)."""
+def _checkpoint_background_logits(run: Path):
+    """The learned background logits (H,W,3) of a run's checkpoint, read without rebuilding the model
+    (None when it has none)."""
     import torch
 
     try:
@@ -120,10 +122,16 @@ def _background(run: Path, H: int, W: int) -> np.ndarray:
     except Exception as e:  # truncated / foreign file
         raise ValueError(f"{run / MODEL_PT}: cannot be read as a `hold train` checkpoint ({type(e).__name__}: "
                          f"{e}); re-run the training command (it rewrites it).") from None
-    logits = state.get("background.logits")
+    return state.get("background.logits")
+
+
+def _background(logits, H: int, W: int) -> np.ndarray:
+    """The learned background image (H,W,3) uint8 of its logits (mid grey when there are none)."""
+    import torch
+
     if logits is None or tuple(logits.shape) != (H, W, 3):
         return np.full((H, W, 3), 128, np.uint8)
-    return (torch.sigmoid(logits.float()).numpy() * 255).round().astype(np.uint8)
+    return (torch.sigmoid(logits.detach().float().cpu()).numpy() * 255).round().astype(np.uint8)
 
 
 class _Timer:
@@ -202,11 +210,9 @@ def _turntables(scene: RunScene, frames: list[int], cfg: RenderConfig, out: Path
             _video(out, name, views, cfg.turntable_fps, cfg, result)
 
 
-def _neural(run: Path, frames: list[int], cfg: RenderConfig, out: Path, fps: float, result: dict[str, Path],
-            timer: _Timer, progress: bool) -> dict:
+def _neural(trained: TrainedRun, frames: list[int], cfg: RenderConfig, out: Path, fps: float,
+            result: dict[str, Path], timer: _Timer, progress: bool) -> dict:
     chosen = cfg.neural_frames if cfg.neural_frames is not None else [frames[len(frames) // 2]]
-    with timer("neural_load"):
-        trained = load_trained_model(run, cfg.device)
     chosen = check_frames(list(chosen), trained.model.num_frames, "neural_frames")
     W, H = trained.model.image_size
     s = max(1, int(cfg.neural_downscale))
@@ -238,17 +244,17 @@ def _meshes_and_glb(scene: RunScene, frames: list[int], cfg: RenderConfig, out: 
         with timer("glb"):
             obj = None
             if scene.object is not None:
-                o = scene.object
-                obj = AnimatedObject(o.vertices_obj, o.faces, o.T_cam_from_obj[frames], o.colors)
-            hands = {s: AnimatedHand(h.vertices_cam[frames], h.faces, h.colors) for s, h in scene.hands.items()}
+                obj = replace(scene.object, T_cam_from_obj=scene.object.T_cam_from_obj[frames])
+            hands = {s: replace(h, vertices_cam=h.vertices_cam[frames]) for s, h in scene.hands.items()}
             result["glb"] = write_animated_glb(out / "animation.glb", obj, hands, fps, scene.seq.intrinsics.K,
                                                scene.seq.intrinsics.image_size)
 
 
 def render_run(run: Path, out: Path | None = None, cfg: RenderConfig | None = None,
-               progress: bool = True) -> dict[str, Path]:
+               progress: bool = True, scene: RunScene | None = None) -> dict[str, Path]:
     """Render an exported trained run (or a reconstruction directory's final/fit stage) into `out`
-    (default RUN/render). Returns the output paths by name (e.g. 'overlay_mp4', 'glb', 'render_json')."""
+    (default RUN/render). Returns the output paths by name (e.g. 'overlay_mp4', 'glb', 'render_json').
+    `scene`: the run's `load_run_scene`, when the caller has it already (it is loaded otherwise)."""
     cfg = cfg or RenderConfig()
     run = Path(run)
     trained = find_trained_run(run)
@@ -256,19 +262,26 @@ def render_run(run: Path, out: Path | None = None, cfg: RenderConfig | None = No
     t_start, c_start = time.perf_counter(), time.process_time()
     timer = _Timer()
     with timer("load"):
-        scene = load_run_scene(trained)
+        scene = load_run_scene(trained) if scene is None else scene
     T = scene.num_frames
     frames = check_frames(list(range(T)) if cfg.frames is None else list(cfg.frames), T, "frames")
     fps = float(cfg.fps or scene.seq.fps or 10.0)
     W, H = scene.seq.intrinsics.image_size
+    loaded = None
+    if cfg.neural:  # loaded once: the neural render and the learned background
+        with timer("neural_load"):
+            loaded = load_trained_model(trained, cfg.device)
     with timer("load"):
-        background = _background(trained, H, W) if cfg.rgb else None
+        background = None
+        if cfg.rgb:
+            logits = loaded.model.background.logits if loaded is not None else _checkpoint_background_logits(trained)
+            background = _background(logits, H, W)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Path] = {}
     _per_frame(scene, frames, cfg, background, out, fps, result, timer, progress)
     _turntables(scene, frames, cfg, out, result, timer, progress)
     _meshes_and_glb(scene, frames, cfg, out, fps, result, timer, progress)
-    neural = _neural(trained, frames, cfg, out, fps, result, timer, progress) if cfg.neural else None
+    neural = _neural(loaded, frames, cfg, out, fps, result, timer, progress) if loaded is not None else None
     info = {"run": str(trained), "frames": frames, "fps": fps, "image_size": [W, H], "config": asdict(cfg),
             "neural": neural, "wall_s": {**timer.s, "total": round(time.perf_counter() - t_start, 3)},
             "cpu_s": {**timer.cpu, "total": round(time.process_time() - c_start, 3)},
@@ -300,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress display")
     args = p.parse_args(argv)
     try:
-        trained = find_trained_run(args.run)
-        T = load_run_scene(trained).num_frames if any((args.frames, args.neural_frames, args.turntable_frames)) else 0
+        # frame arguments need the frame count: the scene is loaded here once and handed to render_run
+        scene = (load_run_scene(find_trained_run(args.run))
+                 if any((args.frames, args.neural_frames, args.turntable_frames)) else None)
+        T = scene.num_frames if scene is not None else 0
         cfg = RenderConfig(
             frames=parse_frames(args.frames, T) if args.frames else None, fps=args.fps, neural=not args.no_neural,
             neural_frames=parse_frames(args.neural_frames, T, "--neural-frames") if args.neural_frames else None,
@@ -310,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                               if args.turntable_frames else None),
             turntable_views=args.turntable_views, turntable_size=args.turntable_size, meshes=not args.no_meshes,
             glb=not args.no_glb, png=not args.no_png)
-        result = render_run(args.run, args.out, cfg, progress=not args.quiet)
+        result = render_run(args.run, args.out, cfg, progress=not args.quiet, scene=scene)
     except (FileNotFoundError, ValueError, OffscreenUnavailable) as e:
         print(f"hold render: {e}", file=sys.stderr)
         return 1

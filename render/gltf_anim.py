@@ -1,4 +1,5 @@
-"""One animated glTF 2.0 binary (.glb) of a whole sequence, written and checked without any glTF library.
+"""One animated glTF 2.0 binary (.glb) of a whole sequence, written without any glTF library (the tests read
+it back and check it against the spec: tests/render/gltf_check.py).
 
 Layout of the file (glTF 2.0 spec, "GLB File Format"): a 12-byte header (magic 'glTF', version 2,
 total length), a JSON chunk (padded with spaces to 4 bytes), a BIN chunk (padded with zeros).
@@ -23,16 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from jaxtyping import Float, Int, UInt8
 
 from hold.data.io import atomic_write_bytes
+from hold.geometry.rotations import matrix_to_quaternion
 
 GLB_MAGIC, GLB_VERSION = 0x46546C67, 2
 CHUNK_JSON, CHUNK_BIN = 0x4E4F534A, 0x004E4942
 FLOAT, UINT, UBYTE = 5126, 5125, 5121
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 _NUM_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
-_COMPONENT_DTYPE = {FLOAT: np.float32, UINT: np.uint32, UBYTE: np.uint8}
 _ROOT_ROTATION_XYZW = [1.0, 0.0, 0.0, 0.0]  # 180 degrees about x: OpenCV camera frame -> glTF y-up
 
 
@@ -45,9 +47,9 @@ class AnimatedObject:
     faces: Int[np.ndarray, "F 3"]
     """Triangles."""
     T_cam_from_obj: Float[np.ndarray, "T 4 4"]
-    """Rigid pose per frame (rotation + translation in metres)."""
+    """Rigid metric pose per frame (rotation + translation in metres): x_cam = T_cam_from_obj @ [x_obj, 1]."""
     colors: UInt8[np.ndarray, "V 4"] | None = None
-    """sRGB(A) vertex colours."""
+    """sRGB(A) vertex colours (None: none)."""
 
 
 @dataclass
@@ -59,7 +61,7 @@ class AnimatedHand:
     faces: Int[np.ndarray, "F 3"]
     """Triangles."""
     colors: UInt8[np.ndarray, "V 4"] | None = None
-    """sRGB(A) vertex colours."""
+    """sRGB(A) vertex colours (None: none)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -69,38 +71,11 @@ class AnimatedHand:
 def quaternion_xyzw(R: Float[np.ndarray, "T 3 3"]) -> Float[np.ndarray, "T 4"]:
     """Unit quaternions (x, y, z, w) of rotation matrices, sign-continuous over T (q_t . q_{t-1} >= 0)
     so a viewer's linear/slerp interpolation between frames takes the short way."""
-    R = np.asarray(R, dtype=np.float64)
-    m = R
-    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    # Shepperd's method: pick the largest of 4w^2, 4x^2, 4y^2, 4z^2 for numerical stability
-    cand = np.stack([1 + tr, 1 + 2 * m[:, 0, 0] - tr, 1 + 2 * m[:, 1, 1] - tr, 1 + 2 * m[:, 2, 2] - tr], 1)
-    k = cand.argmax(1)
-    q = np.empty((len(R), 4))  # x y z w
-    for i in range(len(R)):
-        r, s = m[i], math.sqrt(max(cand[i, k[i]], 1e-300)) * 2  # s = 4 * |component|
-        if k[i] == 0:
-            q[i] = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4]
-        elif k[i] == 1:
-            q[i] = [s / 4, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s]
-        elif k[i] == 2:
-            q[i] = [(r[0, 1] + r[1, 0]) / s, s / 4, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s]
-        else:
-            q[i] = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, s / 4, (r[1, 0] - r[0, 1]) / s]
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q = matrix_to_quaternion(torch.as_tensor(np.asarray(R, dtype=np.float64))).numpy()
     for i in range(1, len(q)):
         if q[i] @ q[i - 1] < 0:
             q[i] = -q[i]
     return q
-
-
-def rotation_from_xyzw(q: Float[np.ndarray, "T 4"]) -> Float[np.ndarray, "T 3 3"]:
-    """Rotation matrices of unit quaternions (x, y, z, w) (the inverse of quaternion_xyzw)."""
-    x, y, z, w = np.moveaxis(np.asarray(q, dtype=np.float64), -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
 
 
 def srgb_to_linear(c: Float[np.ndarray, "..."]) -> Float[np.ndarray, "..."]:
@@ -251,133 +226,3 @@ def write_animated_glb(path: Path | str, obj: AnimatedObject | None, hands: dict
     gltf, blob = animated_gltf(obj, hands, fps, K, image_size)
     atomic_write_bytes(Path(path), glb_bytes(gltf, blob))
     return Path(path)
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading back and checking
-
-
-def read_glb(data: bytes) -> tuple[dict, bytes]:
-    """(JSON, BIN) of GLB bytes; ValueError on a malformed header or chunk."""
-    if len(data) < 20:
-        raise ValueError(f"GLB: {len(data)} bytes is too short for a header")
-    magic, version, length = struct.unpack_from("<III", data, 0)
-    if magic != GLB_MAGIC or version != GLB_VERSION:
-        raise ValueError(f"GLB: magic/version {magic:#x}/{version}, expected glTF/2")
-    if length != len(data):
-        raise ValueError(f"GLB: header length {length} != file size {len(data)}")
-    n, kind = struct.unpack_from("<II", data, 12)
-    if kind != CHUNK_JSON or n % 4:
-        raise ValueError(f"GLB: first chunk type {kind:#x} length {n}, expected a 4-aligned JSON chunk")
-    gltf = json.loads(data[20:20 + n].decode("utf-8"))
-    blob = b""
-    if 20 + n < len(data):
-        m, kind = struct.unpack_from("<II", data, 20 + n)
-        if kind != CHUNK_BIN:
-            raise ValueError(f"GLB: second chunk type {kind:#x}, expected BIN")
-        blob = data[28 + n:28 + n + m]
-    return gltf, blob
-
-
-def accessor_array(gltf: dict, blob: bytes, index: int) -> np.ndarray:
-    """The data of accessor `index` as (count, components) (tightly packed views, as written here)."""
-    acc = gltf["accessors"][index]
-    view = gltf["bufferViews"][acc["bufferView"]]
-    n = _NUM_COMPONENTS[acc["type"]]
-    dtype = np.dtype(_COMPONENT_DTYPE[acc["componentType"]])
-    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
-    return np.frombuffer(blob, dtype, count=acc["count"] * n, offset=start).reshape(acc["count"], n)
-
-
-def validate_gltf(gltf: dict, blob: bytes) -> list[str]:
-    """Problems that would make a viewer reject or misplay the file (empty list = valid), checking the
-    spec rules this writer relies on: references in range, views inside the buffer and 4-aligned,
-    accessors inside their views, POSITION and sampler-input min/max present and exact, indices in
-    range, morph targets matching their base, sampler inputs strictly increasing, output counts
-    matching inputs (x weights for morph weights), unit rotation quaternions."""
-    problems: list[str] = []
-    if gltf.get("asset", {}).get("version") != "2.0":
-        problems.append("asset.version is not '2.0'")
-    buffers, views, accessors = gltf.get("buffers", []), gltf.get("bufferViews", []), gltf.get("accessors", [])
-    if len(buffers) != 1 or buffers[0].get("byteLength", -1) > len(blob):
-        problems.append(f"buffers: expected one buffer of <= {len(blob)} bytes (the BIN chunk), found {buffers}")
-        return problems
-    for i, v in enumerate(views):
-        off, n = v.get("byteOffset", 0), v["byteLength"]
-        if off % 4 or off + n > buffers[0]["byteLength"]:
-            problems.append(f"bufferViews[{i}]: offset {off} + length {n} misaligned or beyond the buffer")
-    arrays: dict[int, np.ndarray] = {}
-    for i, a in enumerate(accessors):
-        if not 0 <= a.get("bufferView", -1) < len(views):
-            problems.append(f"accessors[{i}]: bufferView out of range")
-            continue
-        size = a["count"] * _NUM_COMPONENTS[a["type"]] * np.dtype(_COMPONENT_DTYPE[a["componentType"]]).itemsize
-        if a["count"] < 1 or a.get("byteOffset", 0) + size > views[a["bufferView"]]["byteLength"]:
-            problems.append(f"accessors[{i}]: count {a['count']} does not fit its bufferView")
-            continue
-        arrays[i] = accessor_array(gltf, blob, i)
-        if "min" in a or "max" in a:
-            lo, hi = arrays[i].min(0), arrays[i].max(0)
-            if not (np.allclose(a.get("min"), lo, rtol=0, atol=0) and np.allclose(a.get("max"), hi, rtol=0, atol=0)):
-                problems.append(f"accessors[{i}]: min/max {a.get('min')}/{a.get('max')} != data bounds {lo}/{hi}")
-    nodes, meshes = gltf.get("nodes", []), gltf.get("meshes", [])
-    for s in gltf.get("scenes", []):
-        for n in s.get("nodes", []):
-            if not 0 <= n < len(nodes):
-                problems.append(f"scene node {n} out of range")
-    for i, node in enumerate(nodes):
-        for c in node.get("children", []):
-            if not 0 <= c < len(nodes):
-                problems.append(f"nodes[{i}]: child {c} out of range")
-        if "mesh" in node and not 0 <= node["mesh"] < len(meshes):
-            problems.append(f"nodes[{i}]: mesh out of range")
-        if "camera" in node and not 0 <= node["camera"] < len(gltf.get("cameras", [])):
-            problems.append(f"nodes[{i}]: camera out of range")
-    for i, mesh in enumerate(meshes):
-        for j, p in enumerate(mesh["primitives"]):
-            pos = p["attributes"].get("POSITION")
-            if pos not in arrays:
-                problems.append(f"meshes[{i}].primitives[{j}]: no readable POSITION accessor")
-                continue
-            if "min" not in accessors[pos] or "max" not in accessors[pos]:
-                problems.append(f"meshes[{i}].primitives[{j}]: POSITION accessor lacks min/max (required)")
-            V = len(arrays[pos])
-            for name, k in p["attributes"].items():
-                if k in arrays and len(arrays[k]) != V:
-                    problems.append(f"meshes[{i}].primitives[{j}]: {name} has {len(arrays[k])} elements, POSITION {V}")
-            idx = p.get("indices")
-            if idx is not None and idx in arrays and (len(arrays[idx]) % 3 or arrays[idx].max() >= V):
-                problems.append(f"meshes[{i}].primitives[{j}]: indices not triangles or >= {V} vertices")
-            for t, target in enumerate(p.get("targets", [])):
-                k = target.get("POSITION")
-                if k not in arrays or len(arrays[k]) != V or "min" not in accessors[k]:
-                    problems.append(f"meshes[{i}].primitives[{j}].targets[{t}]: POSITION missing, "
-                                    f"wrong count or without min/max")
-            if "weights" in mesh and len(mesh["weights"]) != len(p.get("targets", [])):
-                problems.append(f"meshes[{i}]: {len(mesh['weights'])} weights for {len(p.get('targets', []))} targets")
-    for a_i, anim in enumerate(gltf.get("animations", [])):
-        samplers = anim["samplers"]
-        for s_i, s in enumerate(samplers):
-            t = arrays.get(s["input"])
-            if t is None or "min" not in accessors[s["input"]]:
-                problems.append(f"animations[{a_i}].samplers[{s_i}]: input unreadable or without min/max")
-                continue
-            if len(t) > 1 and not (np.diff(t[:, 0]) > 0).all():
-                problems.append(f"animations[{a_i}].samplers[{s_i}]: input times not strictly increasing")
-        for c_i, ch in enumerate(anim["channels"]):
-            s = samplers[ch["sampler"]]
-            node, path = ch["target"]["node"], ch["target"]["path"]
-            t, out = arrays.get(s["input"]), arrays.get(s["output"])
-            if t is None or out is None or not 0 <= node < len(nodes):
-                problems.append(f"animations[{a_i}].channels[{c_i}]: unreadable sampler or node out of range")
-                continue
-            per_key = 1
-            if path == "weights":
-                mesh = meshes[nodes[node]["mesh"]]
-                per_key = len(mesh["primitives"][0].get("targets", []))
-            if len(out) != len(t) * per_key:
-                problems.append(f"animations[{a_i}].channels[{c_i}]: {len(out)} outputs for {len(t)} keyframes "
-                                f"x {per_key}")
-            if path == "rotation" and not np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5):
-                problems.append(f"animations[{a_i}].channels[{c_i}]: rotation quaternions are not unit length")
-    return problems

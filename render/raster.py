@@ -23,10 +23,8 @@ import numpy as np  # noqa: E402
 import pyrender  # noqa: E402
 from jaxtyping import Float, Int, UInt8  # noqa: E402
 
-from hold.synth.render import look_along, release_offscreen_renderer  # noqa: E402
-
-_GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
-"""OpenCV camera (x right, y down, z forward) expressed as an OpenGL camera pose in the same frame."""
+from hold.geometry.triangles import vertex_normals_np  # noqa: E402
+from hold.synth.render import GL_FROM_CV, double_sided, look_along, release_offscreen_renderer  # noqa: E402
 
 
 class OffscreenUnavailable(RuntimeError):
@@ -47,19 +45,6 @@ class CameraMesh:
     """Label written where this mesh is the nearest surface (build mask values: 1 object, 2 right, 3 left)."""
 
 
-def vertex_normals(vertices: Float[np.ndarray, "V 3"], faces: Int[np.ndarray, "F 3"]) -> Float[np.ndarray, "V 3"]:
-    """Area-weighted unit vertex normals (zero for unreferenced vertices); outward for CCW-wound faces."""
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    n = np.zeros_like(v)
-    if len(f):
-        fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # length = 2 * area
-        for k in range(3):
-            np.add.at(n, f[:, k], fn)
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    return (n / np.maximum(norm, 1e-12)).astype(np.float32)
-
-
 def normals_to_rgb(n_cam: Float[np.ndarray, "... 3"]) -> Float[np.ndarray, "... 3"]:
     """The usual normal-map colours: (n_gl + 1) / 2 with n_gl = (x, -y, -z) of the OpenCV-frame normal
     (x right, y up, z towards the viewer), so a surface facing the camera is (0.5, 0.5, 1) light blue."""
@@ -68,16 +53,14 @@ def normals_to_rgb(n_cam: Float[np.ndarray, "... 3"]) -> Float[np.ndarray, "... 
 
 
 def _primitive(vertices, normals, faces, rgba: Float[np.ndarray, "V 4"], roughness: float) -> pyrender.Primitive:
-    """Two-sided primitive: every face is appended reversed with flipped normals, so open meshes
-    (marching-cubes shells cut by the bounding box) show no holes whatever pyrender culls."""
-    n = len(vertices)
+    """Two-sided primitive (hold.synth.render.double_sided), so open meshes (marching-cubes shells cut
+    by the bounding box) show no holes whatever pyrender culls."""
+    positions, normals, faces, rgba = double_sided(vertices, normals, faces, rgba)
     material = pyrender.MetallicRoughnessMaterial(baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0,
                                                   roughnessFactor=roughness, alphaMode="OPAQUE")
     return pyrender.Primitive(
-        positions=np.concatenate([vertices, vertices]).astype(np.float32),
-        normals=np.concatenate([normals, -normals]).astype(np.float32),
-        indices=np.concatenate([faces, faces[:, ::-1] + n]).astype(np.int64),
-        color_0=np.concatenate([rgba, rgba]).astype(np.float32),
+        positions=positions.astype(np.float32), normals=normals.astype(np.float32),
+        indices=faces.astype(np.int64), color_0=rgba.astype(np.float32),
         material=material, mode=pyrender.constants.GLTF.TRIANGLES,
     )
 
@@ -97,7 +80,7 @@ class MeshRasterizer:
         self.K, self.width, self.height, self.roughness = K, int(width), int(height), float(roughness)
         self._scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[ambient] * 3)
         cam = pyrender.IntrinsicsCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], znear=znear, zfar=zfar)
-        self._scene.add(cam, pose=_GL_FROM_CV)
+        self._scene.add(cam, pose=GL_FROM_CV)
         self._scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity),
                         pose=look_along(np.asarray(light_direction_cam, dtype=np.float64)))
         try:
@@ -172,7 +155,7 @@ class MeshRasterizer:
         return views
 
     def _set_shaded(self, meshes: list[CameraMesh], flat_colors) -> list[pyrender.Node]:
-        normals = [vertex_normals(m.vertices, m.faces) for m in meshes]
+        normals = [vertex_normals_np(m.vertices, m.faces) for m in meshes]
         colors = []
         for i, m in enumerate(meshes):
             if flat_colors is not None:
@@ -186,7 +169,7 @@ class MeshRasterizer:
 
     def normals(self, meshes: list[CameraMesh]) -> UInt8[np.ndarray, "H W 4"]:
         """Camera-frame normals of the nearest surface as normal-map colours (normals_to_rgb), premultiplied RGBA."""
-        normals = [vertex_normals(m.vertices, m.faces) for m in meshes]
+        normals = [vertex_normals_np(m.vertices, m.faces) for m in meshes]
         colors = [np.concatenate([normals_to_rgb(n), np.ones((len(n), 1), np.float32)], axis=1) for n in normals]
         self._set(meshes, colors, normals)
         # FLAT draws colour_0 unlit; the reversed (back) copies carry the same colours, and a back
@@ -195,19 +178,10 @@ class MeshRasterizer:
 
     def labels(self, meshes: list[CameraMesh]) -> tuple[UInt8[np.ndarray, "H W"], Float[np.ndarray, "H W"]]:
         """(label of the nearest surface per pixel (0 = none), its depth in metres (0 = none)), at pixel centres."""
-        normals = [vertex_normals(m.vertices, m.faces) for m in meshes]
+        normals = [vertex_normals_np(m.vertices, m.faces) for m in meshes]
         colors = [np.ones((len(m.vertices), 4), np.float32) for m in meshes]
         nodes = self._set(meshes, colors, normals)
         drawn = [m for m in meshes if len(m.faces)]
         seg = {node: (m.label,) * 3 for node, m in zip(nodes, drawn)}
         color, depth = self._render(pyrender.RenderFlags.SEG, seg_node_map=seg)
         return color[..., 0].astype(np.uint8), depth
-
-
-def composite(rgba: UInt8[np.ndarray, "H W 4"], background: UInt8[np.ndarray, "H W 3"],
-              opacity: float = 1.0) -> UInt8[np.ndarray, "H W 3"]:
-    """Premultiplied RGBA over an opaque backdrop, the RGBA layer scaled by `opacity` (0..1)."""
-    color = rgba[..., :3].astype(np.float32) * opacity
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0 * opacity
-    out = color + (1.0 - alpha) * background.astype(np.float32)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)

@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from jaxtyping import Float, Int, UInt8
+from jaxtyping import UInt8
 
 from hold.data import load_sequence
 from hold.data.groundtruth import load_trajectory
 from hold.data.schema import LABELS, Sequence
+from hold.icp import apply_transform
 from hold.mesh_io import read_mesh
 from hold.run_dir import read_run_json
+from render.gltf_anim import AnimatedHand, AnimatedObject
 from render.raster import CameraMesh
 
 OBJECT_RGB = (1.0, 0.55, 0.1)
@@ -28,58 +30,29 @@ HAND_RGB = {"right": (0.15, 0.45, 1.0), "left": (0.2, 0.85, 0.4)}
 
 
 @dataclass
-class HandFrames:
-    """One hand's posed mesh over the sequence."""
-
-    vertices_cam: Float[np.ndarray, "T V 3"]
-    """Posed vertices per frame, camera frame (metres)."""
-    faces: Int[np.ndarray, "F 3"]
-    """Triangles."""
-    colors: UInt8[np.ndarray, "V 4"] | None
-    """RGBA vertex colours from the colour field (None when the exported mesh has none)."""
-
-
-@dataclass
-class ObjectFrames:
-    """The rigid object: one canonical mesh and its pose per frame."""
-
-    vertices_obj: Float[np.ndarray, "V 3"]
-    """Canonical vertices, object frame (metres)."""
-    faces: Int[np.ndarray, "F 3"]
-    """Triangles."""
-    colors: UInt8[np.ndarray, "V 4"] | None
-    """RGBA vertex colours (None when the exported mesh has none)."""
-    T_cam_from_obj: Float[np.ndarray, "T 4 4"]
-    """Rigid metric pose per frame: x_cam = T_cam_from_obj @ [x_obj, 1]."""
-
-    def vertices_cam(self, t: int) -> Float[np.ndarray, "V 3"]:
-        T = self.T_cam_from_obj[t].astype(np.float64)
-        return (self.vertices_obj.astype(np.float64) @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
-
-
-@dataclass
 class RunScene:
     """Everything the mesh-based renders need, in the camera frame."""
 
     seq: Sequence
     """The build (intrinsics, frames on disk, fps)."""
-    hands: dict[str, HandFrames] = field(default_factory=dict)
-    """Posed hands by side."""
-    object: ObjectFrames | None = None
-    """The object, None when the run has none."""
+    hands: dict[str, AnimatedHand] = field(default_factory=dict)
+    """Posed hands by side, with the colour field's vertex colours (None when the exported mesh has none)."""
+    object: AnimatedObject | None = None
+    """The object and its pose per frame, None when the run has none."""
 
     @property
     def num_frames(self) -> int:
         return self.seq.num_frames
 
-    def meshes(self, t: int, colored: bool = True) -> list[CameraMesh]:
-        """Camera-frame meshes of frame t: the object first, then the hands."""
+    def meshes(self, t: int) -> list[CameraMesh]:
+        """Camera-frame meshes of frame t (with vertex colours): the object first, then the hands."""
         out = []
         if self.object is not None:
             o = self.object
-            out.append(CameraMesh(o.vertices_cam(t), o.faces, o.colors if colored else None, LABELS["object"]))
+            v = apply_transform(o.T_cam_from_obj[t], o.vertices_obj).astype(np.float32)
+            out.append(CameraMesh(v, o.faces, o.colors, LABELS["object"]))
         for side, h in self.hands.items():
-            out.append(CameraMesh(h.vertices_cam[t], h.faces, h.colors if colored else None, LABELS[side]))
+            out.append(CameraMesh(h.vertices_cam[t], h.faces, h.colors, LABELS[side]))
         return out
 
     def overlay_colors(self) -> list[tuple[float, float, float]]:
@@ -110,11 +83,11 @@ def load_run_scene(run: Path) -> RunScene:
                          f"the export is stale. Fix: re-run `hold export {run}`.")
     scene = RunScene(seq=seq)
     for side, h in traj.hands.items():
-        scene.hands[side] = HandFrames(h.vertices.astype(np.float32), h.faces.astype(np.int64),
-                                       _colors(meshes / f"hand_{side}.ply", h.vertices.shape[1]))
+        scene.hands[side] = AnimatedHand(h.vertices.astype(np.float32), h.faces.astype(np.int64),
+                                         _colors(meshes / f"hand_{side}.ply", h.vertices.shape[1]))
     if traj.object is not None:
         o = traj.object
-        scene.object = ObjectFrames(o.vertices.astype(np.float32), o.faces.astype(np.int64),
-                                    _colors(meshes / "object.ply", len(o.vertices)),
-                                    o.T_cam_from_obj.astype(np.float64))
+        scene.object = AnimatedObject(o.vertices.astype(np.float32), o.faces.astype(np.int64),
+                                      o.T_cam_from_obj.astype(np.float64),
+                                      _colors(meshes / "object.ply", len(o.vertices)))
     return scene

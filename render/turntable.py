@@ -58,8 +58,3 @@ def turntable_poses(points: Float[np.ndarray, "N 3"], K: Float[np.ndarray, "3 3"
         poses.append(T)
     return poses
 
-
-def apply(T: Float[np.ndarray, "4 4"], points: Float[np.ndarray, "N 3"]) -> Float[np.ndarray, "N 3"]:
-    """T @ [x, 1] for each point (float32 out)."""
-    p = np.asarray(points, dtype=np.float64)
-    return (p @ T[:3, :3].T + T[:3, 3]).astype(np.float32)

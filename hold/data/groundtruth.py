@@ -265,10 +265,9 @@ PRED_DIR = "pred"
 
 def resolve_trajectory_folder(path: Path | str) -> Path:
     """The trajectory folder of `path`: `path/gt` (a build with ground truth), else `path/pred`
-    (a run holding its prediction), else `path/final/pred` or `path/fit/pred` (a reconstruction
-    directory), else `path` itself."""
+    (a run holding its prediction), else `path` itself."""
     path = Path(path)
-    for sub in (GT_DIR, PRED_DIR, f"final/{PRED_DIR}", f"fit/{PRED_DIR}"):
+    for sub in (GT_DIR, PRED_DIR):
         if (path / sub).is_dir():
             return path / sub
     if (path / SEQUENCE_JSON).is_file():

@@ -1,4 +1,5 @@
-"""Closest points on a triangle mesh, batched in torch (used to skin points by surface weights).
+"""Closest points on a triangle mesh, batched in torch (used to skin points by surface weights), and
+area-weighted vertex normals.
 
 The search is local: the candidate triangles of a point are those incident to its k nearest
 vertices, which contains the true closest triangle whenever the point is closer to the surface
@@ -24,6 +25,15 @@ def vertex_face_table(faces: Int[Tensor, "F 3"], num_vertices: int) -> Int[Tenso
     table = torch.full((num_vertices, M), -1, dtype=torch.long, device=faces.device)
     table[v_sorted, slot] = f_sorted
     return table
+
+
+def vertex_normals(vertices: Float[Tensor, "V 3"], faces: Int[Tensor, "F 3"]) -> Float[Tensor, "V 3"]:
+    """Area-weighted unit vertex normals of a mesh wound counter-clockwise seen from outside
+    (numpy: `hold.geometry.triangles.vertex_normals_np`)."""
+    tri = vertices[faces]
+    fn = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 x area
+    vn = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, dim=0))
+    return vn / vn.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def closest_point_on_triangles(

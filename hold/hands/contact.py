@@ -20,6 +20,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from hold.geometry.mesh_query import vertex_normals
 from hold.hands.base import FINGERTIP_KEYPOINTS, HandModel
 from hold.hands.kinematics import palm_center, palm_normal
 
@@ -32,14 +33,6 @@ PALM_NORMAL_MIN_COS = 0.5
 ZONE_NAMES: tuple[str, ...] = ("thumb", "index", "middle", "ring", "little", "palm")
 
 _CACHE: "weakref.WeakKeyDictionary[HandModel, dict[str, Tensor]]" = weakref.WeakKeyDictionary()
-
-
-def vertex_normals(vertices: Float[Tensor, "V 3"], faces: Int[Tensor, "F 3"]) -> Float[Tensor, "V 3"]:
-    """Area-weighted unit vertex normals of a mesh wound counter-clockwise seen from outside."""
-    tri = vertices[faces]
-    fn = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 x area
-    vn = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, dim=0))
-    return vn / vn.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def palm_surface_center(

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
+from hold.geometry.triangles import vertex_normals_np
+
 NUM_VERTICES = 778
 NUM_FACES = 1538
 NUM_JOINTS = 16
@@ -350,14 +352,6 @@ def _right_hand() -> dict[str, Any]:
     return mesh
 
 
-def _vertex_normals(x: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    fn = np.cross(x[faces[:, 1]] - x[faces[:, 0]], x[faces[:, 2]] - x[faces[:, 0]])
-    n = np.zeros_like(x)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.linalg.norm(n, axis=1, keepdims=True)
-
-
 def _to_world(p_local: np.ndarray, points: bool = True) -> np.ndarray:
     """(a, c, d) -> world (x, y, z) = (-a, d, c) (+ the wrist position for points)."""
     out = np.stack([-p_local[..., 0], p_local[..., 2], p_local[..., 1]], -1)
@@ -403,7 +397,7 @@ def fake_mano_arrays(side: str = "right", seed: int = 0, left_shapedirs_bug: boo
     faces = new_of_old[faces]
     v_template = _to_world(x_local)
     J = J_reg @ v_template
-    normals = _vertex_normals(v_template, faces)
+    normals = vertex_normals_np(v_template, faces)
 
     # Shape space: overall size, palm/finger width, thickness, finger length, then smooth random
     # per-bone affine fields (blended by the skinning weights, so they stay smooth).

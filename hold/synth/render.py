@@ -35,8 +35,8 @@ from hold.synth.objects import welded  # noqa: E402
 from hold.synth.textures import background_image, skin_colors  # noqa: E402
 
 LABEL_BACKGROUND, LABEL_OBJECT, LABEL_RIGHT_HAND = 0, 1, 2
-# OpenCV camera (x right, y down, z forward) expressed as an OpenGL camera pose in the same frame.
-_GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+"""OpenCV camera (x right, y down, z forward) expressed as an OpenGL camera pose in the same frame."""
 
 
 @dataclass
@@ -110,7 +110,7 @@ def _texture_array(image, max_size: int) -> UInt8[np.ndarray, "H W 3"] | None:
     return np.asarray(pil, dtype=np.uint8)
 
 
-def _double_sided(
+def double_sided(
     positions: Float[np.ndarray, "V 3"], normals: Float[np.ndarray, "V 3"], faces: Int[np.ndarray, "F 3"], *extra
 ):
     """Append a reversed copy of every face with flipped normals: no backface culling can hole it.
@@ -144,7 +144,7 @@ class SynthRenderer:
         camera = pyrender.IntrinsicsCamera(
             fx=self.K[0, 0], fy=self.K[1, 1], cx=self.K[0, 2], cy=self.K[1, 2], znear=c.znear, zfar=c.zfar
         )
-        self._scene.add(camera, pose=_GL_FROM_CV)
+        self._scene.add(camera, pose=GL_FROM_CV)
         light = pyrender.DirectionalLight(color=np.ones(3), intensity=c.light_intensity)
         self._scene.add(light, pose=look_along(np.asarray(c.light_direction_cam, dtype=np.float64)))
         self._renderer = pyrender.OffscreenRenderer(self.width, self.height)
@@ -201,7 +201,7 @@ class SynthRenderer:
         elif visual.kind in ("vertex", "face"):
             colors = np.asarray(visual.vertex_colors, dtype=np.float32) / 255.0
         if not welded(mesh).is_watertight:
-            positions, normals, faces, uv, colors = _double_sided(positions, normals, faces, uv, colors)
+            positions, normals, faces, uv, colors = double_sided(positions, normals, faces, uv, colors)
         material = pyrender.MetallicRoughnessMaterial(
             baseColorFactor=base,
             metallicFactor=0.0,
@@ -224,7 +224,7 @@ class SynthRenderer:
         rgba = np.asarray(colors, dtype=np.float32) / 255.0
         if rgba.shape[1] == 3:
             rgba = np.concatenate([rgba, np.ones((len(rgba), 1), np.float32)], axis=1)
-        positions, normals, faces2, rgba = _double_sided(vertices.astype(np.float32), normals, faces, rgba)
+        positions, normals, faces2, rgba = double_sided(vertices.astype(np.float32), normals, faces, rgba)
         material = pyrender.MetallicRoughnessMaterial(
             baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0,
             roughnessFactor=float(self.cfg.hand_roughness), alphaMode="OPAQUE",
@@ -347,10 +347,12 @@ def compose_labels(
     return labels, depth
 
 
-def composite(rgba: UInt8[np.ndarray, "H W 4"], background: UInt8[np.ndarray, "H W 3"]) -> UInt8[np.ndarray, "H W 3"]:
-    """Premultiplied RGBA (cleared to transparent black, MSAA-resolved) over an opaque backdrop."""
-    color = rgba[..., :3].astype(np.float32)
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+def composite(rgba: UInt8[np.ndarray, "H W 4"], background: UInt8[np.ndarray, "H W 3"],
+              opacity: float = 1.0) -> UInt8[np.ndarray, "H W 3"]:
+    """Premultiplied RGBA (cleared to transparent black, MSAA-resolved) over an opaque backdrop, the RGBA
+    layer scaled by `opacity` (0..1)."""
+    color = rgba[..., :3].astype(np.float32) * opacity
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0 * opacity
     out = color + (1.0 - alpha) * background.astype(np.float32)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 

@@ -28,6 +28,7 @@ from jaxtyping import Float, Int
 from scipy.spatial import cKDTree
 
 from hold.geometry.mesh_sampling import sample_triangles
+from hold.geometry.triangles import REGION_FACE, closest_point_on_triangles_np
 
 from hold.synth.objects import welded
 
@@ -172,8 +173,8 @@ class MeshSDF:
     ) -> tuple[Float[np.ndarray, "N"], Float[np.ndarray, "N 3"], Int[np.ndarray, "N"], np.ndarray]:
         """Over each point's candidate faces: (distance, closest point, its face, on an edge/vertex)."""
         n, m = faces.shape
-        foot, boundary = closest_point_on_triangles(self.triangles[faces.reshape(-1)], np.repeat(p, m, axis=0))
-        foot, boundary = foot.reshape(n, m, 3), boundary.reshape(n, m)
+        foot, region = closest_point_on_triangles_np(self.triangles[faces.reshape(-1)], np.repeat(p, m, axis=0))
+        foot, boundary = foot.reshape(n, m, 3), (region != REGION_FACE).reshape(n, m)
         d = np.linalg.norm(foot - p[:, None, :], axis=-1)
         best = np.argmin(d, axis=1)  # duplicates among the candidates are harmless
         rows = np.arange(n)
@@ -191,57 +192,6 @@ class MeshSDF:
         w = 1.0 / (dist + 0.25 * self.spacing)
         normal = np.einsum("nk,nkc->nc", w, self.normals[idx])
         return normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-30)
-
-
-def closest_point_on_triangles(
-    triangles: Float[np.ndarray, "N 3 3"], points: Float[np.ndarray, "N 3"]
-) -> Float[np.ndarray, "N 3"]:
-    """Closest point on each triangle to each point (Voronoi-region method, vectorized)."""
-    a, b, c = triangles[:, 0], triangles[:, 1], triangles[:, 2]
-    ab, ac, ap = b - a, c - a, points - a
-    d1 = np.einsum("nc,nc->n", ab, ap)
-    d2 = np.einsum("nc,nc->n", ac, ap)
-    bp = points - b
-    d3 = np.einsum("nc,nc->n", ab, bp)
-    d4 = np.einsum("nc,nc->n", ac, bp)
-    cp = points - c
-    d5 = np.einsum("nc,nc->n", ab, cp)
-    d6 = np.einsum("nc,nc->n", ac, cp)
-    va = d3 * d6 - d5 * d4
-    vb = d5 * d2 - d1 * d6
-    vc = d1 * d4 - d3 * d2
-    eps = 1e-300
-    # Default: interior of the face (barycentric projection).
-    denom = va + vb + vc
-    denom = np.where(np.abs(denom) < eps, eps, denom)
-    v = vb / denom
-    w = vc / denom
-    out = a + ab * v[:, None] + ac * w[:, None]
-    boundary = np.zeros(len(points), dtype=bool)
-    # Regions in reverse order of the usual test sequence (a, b, ab, c, ac, bc, face), so the
-    # first test that holds there has the last word.
-    m = (va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0)  # edge bc
-    t = (d4 - d3) / np.where(m, (d4 - d3) + (d5 - d6), 1.0).clip(min=eps)
-    out = np.where(m[:, None], b + (c - b) * t[:, None], out)
-    boundary |= m
-    m = (vb <= 0) & (d2 >= 0) & (d6 <= 0)  # edge ac
-    t = d2 / np.where(m, d2 - d6, 1.0).clip(min=eps)
-    out = np.where(m[:, None], a + ac * t[:, None], out)
-    boundary |= m
-    m = (d6 >= 0) & (d5 <= d6)  # vertex c
-    out = np.where(m[:, None], c, out)
-    boundary |= m
-    m = (vc <= 0) & (d1 >= 0) & (d3 <= 0)  # edge ab
-    t = d1 / np.where(m, d1 - d3, 1.0).clip(min=eps)
-    out = np.where(m[:, None], a + ab * t[:, None], out)
-    boundary |= m
-    m = (d3 >= 0) & (d4 <= d3)  # vertex b
-    out = np.where(m[:, None], b, out)
-    boundary |= m
-    m = (d1 <= 0) & (d2 <= 0)  # vertex a
-    out = np.where(m[:, None], a, out)
-    boundary |= m
-    return out, boundary
 
 
 def vertex_faces(faces: Int[np.ndarray, "F 3"], n_vertices: int) -> Int[np.ndarray, "V K"]:

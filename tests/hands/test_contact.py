@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from hold.hands import FINGERTIP_KEYPOINTS, load_hand_model
+from hold.geometry.mesh_query import vertex_normals
 from hold.hands.contact import (
     PALM_RADIUS_M, TIP_RADIUS_M, ZONE_NAMES, contact_zone_anchors, contact_zone_vertices, contact_zones,
-    palm_surface_center, vertex_normals,
+    palm_surface_center,
 )
 from hold.hands.kinematics import palm_center, palm_normal
 from hold.hands.testing import write_fake_mano_dir

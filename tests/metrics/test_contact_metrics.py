@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from hold.contact_metrics import (
-    CONTACT_KEYS, ContactConfig, MeshDistance, closest_points_on_triangles, contact_metrics, contact_per_frame,
-)
+from hold.contact_metrics import CONTACT_KEYS, ContactConfig, MeshDistance, contact_metrics, contact_per_frame
+from hold.geometry.triangles import REGION_EDGE, REGION_FACE, REGION_VERTEX, closest_point_on_triangles_np
 from hold.metrics import evaluate_trajectories
 
 BOX = trimesh.creation.box(extents=(0.1, 0.1, 0.1))  # half-size 5 cm, centred at the origin
@@ -18,7 +17,7 @@ def _brute(points, mesh):
     out = []
     for p in points:
         q = np.repeat(p[None], len(tri), 0)
-        out.append(np.linalg.norm(q - closest_points_on_triangles(q, tri[:, 0], tri[:, 1], tri[:, 2]), axis=1).min())
+        out.append(np.linalg.norm(q - closest_point_on_triangles_np(tri, q)[0], axis=1).min())
     return np.array(out)
 
 
@@ -44,8 +43,10 @@ def test_closest_point_on_a_triangle_in_every_voronoi_region():
     }
     p = np.array(list(cases.keys()))
     n = len(p)
-    got = closest_points_on_triangles(p, np.tile(a, (n, 1)), np.tile(b, (n, 1)), np.tile(c, (n, 1)))
+    got, region = closest_point_on_triangles_np(np.tile(np.stack([a, b, c]), (n, 1, 1)), p)
     np.testing.assert_allclose(got, np.array(list(cases.values())), atol=1e-12)
+    assert region.tolist() == [REGION_FACE, REGION_VERTEX, REGION_VERTEX + 1, REGION_VERTEX + 2, REGION_EDGE,
+                               REGION_EDGE + 2, REGION_EDGE + 1]  # edges ab, bc, ca = 0, 1, 2
 
 
 @pytest.mark.parametrize("mesh", [trimesh.creation.icosphere(2, 0.05), BOX,

@@ -115,3 +115,30 @@ def test_a_build_as_pred_means_its_ground_truth_and_nothing_is_written_into_it(t
     (build / "gt" / "object.npz").unlink()
     with pytest.raises(FileNotFoundError, match="sequence build"):
         resolve_inputs(build)
+
+
+def test_a_run_json_that_is_not_a_trained_runs_is_one_clear_error(tmp_path, capsys):
+    run = _trained_run(tmp_path / "run", tmp_path / "build")
+    (run / "run.json").write_text("[1, 2]")  # valid JSON, not a dict
+    assert main(["evaluate", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "run.json" in err and "'build'" in err and "Traceback" not in err
+
+
+def test_the_note_says_why_there_are_no_contact_statistics(tmp_path, capsys):
+    from hold.metrics import contact_unavailable_reason
+
+    hands_only = HandObjectTrajectory(hands={"right": HandTrajectory(
+        "right", np.zeros((T, 21, 3), np.float32), np.asarray(BALL.vertices, np.float32)[None].repeat(T, 0) + 0.5,
+        np.asarray(BALL.faces))}, object=None, num_frames=T)
+    save_trajectory(hands_only, tmp_path / "hands_only")
+    assert main(["evaluate", str(tmp_path / "hands_only")]) == 0
+    assert "no contact/penetration statistics either: the prediction has no object" in capsys.readouterr().out
+    box = {"vertices": BOX.vertices, "faces": BOX.faces, "T_cam_from_obj": np.tile(np.eye(4), (T, 1, 1))}
+    hand = {"keypoints": np.zeros((T, 21, 3)), "vertices": np.zeros((T, 8, 3)) + 0.5}
+    assert contact_unavailable_reason({"hands": {"right": hand}, "object": box}) is None
+    assert contact_unavailable_reason({"hands": {"right": {"keypoints": hand["keypoints"]}}, "object": box}) \
+        == "no hand vertices"
+    growing = {**box, "T_cam_from_obj": box["T_cam_from_obj"] * np.linspace(1, 2, T)[:, None, None]}
+    growing["T_cam_from_obj"][:, 3, 3] = 1.0
+    assert "scale changes over time" in contact_unavailable_reason({"hands": {"right": hand}, "object": growing})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from scipy.spatial.transform import Rotation
 
 from hold.cli import main
 from hold.data.groundtruth import (
@@ -15,15 +16,24 @@ from hold.evaluate import load_ground_truth, trajectory_as_dict
 from hold.hands.base import KEYPOINT_NAMES, KEYPOINT_PARENTS
 from hold.hands.mano import TIP_VERTEX_IDS, load_mano
 from hold.hands.testing import write_fake_mano_dir
-from hold.ho3d import (
-    CV_FROM_GL, HO3D_JOINT_NAMES, HO3D_TO_COMMON, joints_to_common, load_ho3d_sequence, object_pose_cv, rodrigues,
-)
+from hold.ho3d import CV_FROM_GL, HO3D_TO_COMMON, joints_to_common, load_ho3d_sequence, object_pose_cv
 from hold.metrics import evaluate_trajectories
 
 OBJ = "006_mustard_bottle"
 BOX = trimesh.creation.box(extents=(0.04, 0.06, 0.1))
 T_FRAMES = 4
 MISSING = 2  # an evaluation-split style frame: root joint only, no object pose
+# HO3D / MANO joint names in handJoints3D order (16 MANO joints, then the 5 tips).
+HO3D_JOINT_NAMES: tuple[str, ...] = (
+    "wrist", "index1", "index2", "index3", "middle1", "middle2", "middle3", "little1", "little2", "little3",
+    "ring1", "ring2", "ring3", "thumb1", "thumb2", "thumb3", "thumb_tip", "index_tip", "middle_tip",
+    "ring_tip", "little_tip",
+)
+
+
+def rodrigues(rotvec) -> np.ndarray:
+    """Rotation matrix of an axis-angle vector (radians), as HO3D's cv2.Rodrigues."""
+    return Rotation.from_rotvec(np.ravel(rotvec)).as_matrix()
 
 
 def test_joint_order_is_a_permutation_wrist_first_each_finger_base_to_tip():
@@ -98,7 +108,9 @@ def test_object_pose_round_trip_and_axis_flip():
     assert np.all(x_cv[:, 2] > 0)  # in front of an OpenCV camera
     np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-12)
     assert np.linalg.det(T[:3, :3]) == pytest.approx(1.0)  # still a rotation after the flip
-    np.testing.assert_allclose(rodrigues([0, 0, np.pi / 2]) @ [1, 0, 0], [0, 1, 0], atol=1e-12)
+    # objRot is axis-angle: 90 degrees about z turns x into y (then y flips to -y in OpenCV)
+    np.testing.assert_allclose(object_pose_cv(np.array([0, 0, np.pi / 2]), np.zeros(3))[:3, :3] @ [1, 0, 0],
+                               [0, -1, 0], atol=1e-12)
 
 
 def test_load_with_mano_and_ycb(mini_ho3d):
@@ -126,7 +138,7 @@ def test_load_with_mano_and_ycb(mini_ho3d):
         np.testing.assert_allclose(BOX.vertices @ Tt[:3, :3].T + Tt[:3, 3], x_gl * flip, atol=1e-6)
     assert np.isnan(traj.object.T_cam_from_obj[MISSING]).all()
     np.testing.assert_allclose(seq.K[:2, 2], [320.5, 240.5])  # hold's pixel centres at +0.5
-    seq.require_vertices()  # has them: no error
+    assert seq.mano_dir == mini_ho3d["mano"]  # has them
     # The ground truth scored against itself: perfect where valid, invalid frame ignored.
     from tests.metrics.test_metrics import FAST
 
@@ -145,10 +157,10 @@ def test_load_with_mano_and_ycb(mini_ho3d):
 
 def test_without_mano_joints_still_give_mpjpe_and_vertices_fail_clearly(mini_ho3d):
     seq = load_ho3d_sequence(mini_ho3d["seq"])  # neither MANO nor YCB
-    assert not seq.has_vertices and seq.trajectory.object is None
+    assert seq.mano_dir is None and seq.trajectory.object is None
     assert seq.trajectory.hands["right"].vertices.shape == (T_FRAMES, 0, 3)
-    with pytest.raises(ValueError, match="--mano-dir"):
-        seq.require_vertices()
+    _, notes = load_ground_truth(mini_ho3d["seq"], "ho3d")  # what `hold evaluate` says: name --mano-dir
+    assert any("--mano-dir" in n and "no hand vertices" in n for n in notes)
     with pytest.raises(FileNotFoundError, match="textured_simple.obj"):
         load_ho3d_sequence(mini_ho3d["seq"], ycb_dir=mini_ho3d["root"] / "nowhere")
     with pytest.raises(FileNotFoundError, match="meta"):
@@ -199,3 +211,15 @@ def test_hold_evaluate_against_ho3d_with_and_without_mano(mini_ho3d, tmp_path, c
         short)
     assert main(["evaluate", str(short), str(mini_ho3d["seq"])]) == 1
     assert "3 frames but GT" in capsys.readouterr().err
+
+
+def test_an_evaluation_split_sequence_is_one_clear_error(tmp_path):
+    seq = tmp_path / "evaluation" / "SM1"
+    (seq / "meta").mkdir(parents=True)
+    for t in range(2):  # what the evaluation split ships: the root joint only, no hand pose
+        meta = {"handJoints3D": np.array([0.0, 0.0, -0.5], np.float32), "handPose": None, "handTrans": None,
+                "objRot": np.zeros(3, np.float32), "objTrans": np.array([0, 0, -0.5], np.float32), "objName": OBJ}
+        with open(seq / "meta" / f"{t:04d}.pkl", "wb") as f:
+            pickle.dump(meta, f, protocol=2)
+    with pytest.raises(ValueError, match="evaluation split"):
+        load_ground_truth(seq, "ho3d")

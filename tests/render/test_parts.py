@@ -6,11 +6,12 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from render.gltf_anim import (AnimatedHand, AnimatedObject, animated_gltf, glb_bytes, quaternion_xyzw, read_glb,
-                              rotation_from_xyzw, validate_gltf)
-from render.raster import CameraMesh, MeshRasterizer, normals_to_rgb, vertex_normals
+from hold.geometry.triangles import vertex_normals_np
+from render.gltf_anim import AnimatedHand, AnimatedObject, animated_gltf, glb_bytes, quaternion_xyzw
+from render.raster import CameraMesh, MeshRasterizer, normals_to_rgb
 from render.turntable import bounding_sphere, framing_distance, turntable_intrinsics, turntable_poses
 from hold.video import read_mp4, write_mp4
+from tests.render.gltf_check import read_glb, validate_gltf
 
 
 def test_quaternions_round_trip_and_stay_sign_continuous():
@@ -18,7 +19,7 @@ def test_quaternions_round_trip_and_stay_sign_continuous():
     R[0] = Rotation.from_rotvec([math.pi, 0, 0]).as_matrix()  # 180 degrees: w = 0, the hard branch
     R[1] = Rotation.from_rotvec([0, 0, math.pi - 1e-7]).as_matrix()
     q = quaternion_xyzw(R)
-    np.testing.assert_allclose(rotation_from_xyzw(q), R, atol=1e-9)
+    np.testing.assert_allclose(Rotation.from_quat(q).as_matrix(), R, atol=1e-9)
     ref = Rotation.from_matrix(R).as_quat()  # scipy is (x, y, z, w) too
     np.testing.assert_allclose(np.abs((q * ref).sum(1)), 1.0, atol=1e-9)
     small = Rotation.from_rotvec(np.linspace(0, 6 * math.pi, 50)[:, None] * [0, 1, 0]).as_matrix()
@@ -51,7 +52,7 @@ def test_rasterizer_labels_depth_and_normals_of_a_plane():
     # a square facing the camera at z = 1, covering x, y in [-0.1, 0.1] -> pixels 15..25 x 10..20
     v = np.array([[-0.1, -0.1, 1], [0.1, -0.1, 1], [0.1, 0.1, 1], [-0.1, 0.1, 1]], np.float32)
     f = np.array([[0, 2, 1], [0, 3, 2]])  # wound so the normal points to the camera (-z)
-    n = vertex_normals(v, f)
+    n = vertex_normals_np(v, f)
     np.testing.assert_allclose(n, [[0, 0, -1]] * 4, atol=1e-6)
     np.testing.assert_allclose(normals_to_rgb(n[:1]), [[0.5, 0.5, 1.0]])
     near = CameraMesh(v * [0.5, 0.5, 0.8], f, label=3)  # a smaller square in front

@@ -15,8 +15,8 @@ from hold.data.io import atomic_write_json
 from hold.mesh_io import read_mesh, write_mesh
 from hold.synth.sequence import EstimateNoise, SynthConfig, generate
 from render.cli import RenderConfig, main, parse_frames, render_run
-from render.gltf_anim import accessor_array, read_glb, validate_gltf
 from hold.video import read_mp4
+from tests.render.gltf_check import accessor_array, read_glb, validate_gltf
 
 W, H, T = 41, 32, 4  # odd width: the mp4 must be padded to 42
 
@@ -161,3 +161,36 @@ def test_cli_errors_and_frame_parsing(build, tmp_path, capsys):
     assert "hold export" in err and "Traceback" not in err
     assert main([str(tmp_path / "nothing"), "--quiet"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_neural_render_loads_the_model_once_and_its_background_feeds_the_rgb(build, tmp_path, monkeypatch):
+    import render.cli as cli
+    from hold.model import HoldModel
+    from hold.run_dir import model_config
+
+    run = gt_run(build, tmp_path)
+    small = {"n_levels": 2, "log2_hashmap_size": 8, "max_resolution": 16}
+    config = {"model": {"object": {"n_coarse": 4, "n_importance": 2, "sdf": {"hash_grid": small}},
+                        "hand": {"n_coarse": 4, "n_importance": 2, "prior_bank_size": 64, "sdf": {"hash_grid": small}}}}
+    (run / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    model = HoldModel(load_sequence(build), model_config(config))
+    with torch.no_grad():
+        model.background.logits.fill_(-1.0)  # a dark grey that the checkpoint-only path never sees
+    torch.save({"state_dict": model.state_dict()}, run / "checkpoints" / "model.pt")
+    # with the neural render on, the background comes from the loaded model, not a second checkpoint read
+    monkeypatch.setattr(cli, "_checkpoint_background_logits", lambda run: pytest.fail("checkpoint read twice"))
+    out = render_run(run, tmp_path / "r", RenderConfig(**{**CHEAP, "neural": True, "neural_downscale": 4},
+                                                       normals=False, meshes=False, glb=False),
+                     progress=False)
+    frames, _ = read_mp4(out["neural_mp4"])
+    assert len(frames) == 1 and frames[0].shape == (H, W + 1, 3)  # upsampled (nearest) and cropped to W x H
+    info = json.loads(out["render_json"].read_text())
+    assert info["neural"]["frames"] == [T // 2]
+    assert info["neural"]["pixels_per_frame"] == 8 * 11  # ceil(32 / 4) x ceil(41 / 4)
+    assert info["neural"]["cpu_s_per_frame"] > 0 and "neural_load" in info["wall_s"]
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(out["rgb_frames"] / "000000.png"))
+    drawn = np.asarray(Image.open(out["masks"] / "000000.png")) > 0
+    empty = ~binary_dilation(drawn, iterations=1)  # beyond the anti-aliased edge
+    assert empty.any() and (np.abs(rgb[empty].astype(int) - round(255 / (1 + np.e))) <= 1).all()  # sigmoid(-1)

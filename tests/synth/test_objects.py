@@ -6,7 +6,8 @@ import pytest
 import trimesh
 
 from hold.synth.objects import ObjectConfig, make_object, object_names, welded
-from hold.synth.sdf import MeshSDF, closest_point_on_triangles
+from hold.geometry.triangles import REGION_FACE, closest_point_on_triangles_np
+from hold.synth.sdf import MeshSDF
 from hold.synth.textures import background_image, procedural_texture, skin_colors
 
 YCB = Path(__file__).resolve().parents[2].parent / "shared/data/real/ycb-pybullet-object-models"
@@ -206,7 +207,8 @@ def test_closest_point_on_triangles_matches_brute_force():
     rng = np.random.default_rng(3)
     tri = rng.normal(size=(300, 3, 3))
     p = rng.normal(size=(300, 3)) * 2
-    foot, on_boundary = closest_point_on_triangles(tri, p)
+    foot, region = closest_point_on_triangles_np(tri, p)
+    on_boundary = region != REGION_FACE
     # brute force over a dense barycentric grid of each triangle (including its edges)
     g = np.linspace(0, 1, 61)
     a, b = np.meshgrid(g, g)
